@@ -1,0 +1,244 @@
+"""One typed config object per run, with Hydra-style ``key=value`` overrides.
+
+Every field a user can set lives here, with its default, so a reader finds what a flag does in
+one hop. ``RunConfig`` is printed at start and saved as ``config.json`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sidrec.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = "beauty"  # bundled dataset name, or a label for a user-given path
+    format: str = "bundled"  # bundled | p5 | amazon_raw | recbole | table
+    path: str = ""  # file or directory for the non-bundled formats (see docs/datasets.md)
+    # Segments separated by " | " are dropped when their field is missing for an item.
+    text_template: str = (
+        "Title: {title} | Brand: {brand} | Categories: {categories} | Price: {price} | "
+        "Description: {description}"
+    )
+    missing_text: str = "error"  # what to do with items without any text: error | id (use the item id)
+    min_interactions: int = 5  # k-core filter for raw review files
+    max_text_chars: int = 2000
+
+
+@dataclass
+class EncoderConfig:
+    model: str = "all-MiniLM-L6-v2"  # packaged default, a hub name, or a local path
+    kind: str = "auto"  # auto | sentence-transformers | hf-mean (mean pooling of last hidden states)
+    batch_size: int = 128
+    max_length: int = 256
+    normalize: bool = True  # L2-normalise embeddings
+    device: str = "auto"  # auto | cpu | cuda
+    cache_dir: str = ""  # "" = ~/.cache/sidrec/embeddings
+
+
+@dataclass
+class TokenizerConfig:
+    kind: str = "rkmeans"  # rkmeans | rvq | rqvae
+    num_levels: int = 3  # L
+    num_codes_per_level: int = 256  # W
+    dedup: str = "extra_digit"  # extra_digit (TIGER) | random (no de-dup, random pick at retrieval)
+    normalize_residuals: bool = True  # RK-Means, R-VQ (paper)
+    steps_per_level: int = 1000  # RK-Means / R-VQ layer-wise steps (paper)
+    batch_size: int = 2048
+    lr: float = 1e-3
+    rqvae_steps: int = 15000  # paper: 15k total steps
+    rqvae_hidden: str = "512,256"  # MLP encoder widths; decoder mirrors them
+    rqvae_latent_dim: int = 64
+    rqvae_beta: float = 0.25  # commitment loss weight
+    whiten: bool = True  # RQ-VAE input whitening (paper)
+    device: str = "auto"
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "encoder_decoder"  # encoder_decoder | decoder_only
+    num_layers: int = 4  # per stack for encoder-decoder; decoder-only uses 2x this (same budget)
+    num_heads: int = 6
+    d_model: int = 128
+    d_kv: int = 64  # per-head dimension (T5 style: 6 heads need not divide d_model)
+    d_ff: int = 1024
+    dropout: float = 0.1
+    num_experts: int = 0  # 0 = dense MLP; >0 = mixture-of-experts MLP
+    moe_top_k: int = 2
+    moe_aux_weight: float = 0.01  # load-balancing loss weight
+    num_user_tokens: int = 0  # TIGER user tokens (hashed user id), 0 = off
+    max_history: int = 20  # last N items of the history fed to the model
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 5e-4
+    weight_decay: float = 1e-6
+    batch_size: int = 256
+    max_steps: int = 100_000
+    max_minutes: float = 0.0  # wall-clock cap (0 = none)
+    val_every: int = 100  # validate every N steps
+    patience: int = 10  # early stop after N validations without improvement of early_stop_metric
+    early_stop_metric: str = "ndcg@10"
+    select_metric: str = "recall@10"  # the checkpoint with the best value is tested
+    val_max_users: int = 0  # 0 = all validation users
+    sliding_window: bool = True
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"  # e.g. ddp, ddp_spawn (Lightning)
+    precision: str = "auto"  # auto = bf16-mixed on GPU, 32 on CPU
+    num_workers: int = 0
+    loggers: str = "csv,tensorboard"
+
+
+@dataclass
+class DecodeConfig:
+    num_beams: int = 10
+    constrained: bool = True  # prefix-trie constrained beam search; False = free-form
+    exclude_history: bool = False  # never recommend items already in the history
+    batch_size: int = 256
+    unknown_items: str = "error"  # history items not in the catalog: error | skip
+
+
+@dataclass
+class EvalConfig:
+    ks: str = "5,10"
+
+
+@dataclass
+class RunConfig:
+    seed: int = 42
+    run_dir: str = ""  # "" = runs/<dataset>-<timestamp>
+    preset: str = ""  # see PRESETS
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def ks(self) -> list[int]:
+        return [int(k) for k in self.eval.ks.split(",") if k.strip()]
+
+
+# A preset is a named bundle of overrides, applied before the command line's own overrides.
+PRESETS: dict[str, dict[str, str]] = {
+    # The paper's configuration (meant for a GPU).
+    "paper": {},
+    # Same model, fewer steps and a validation subsample, so the main job fits 15 minutes on 2 CPU cores.
+    "cpu": {
+        "tokenizer.steps_per_level": "300",
+        "train.max_steps": "1500",
+        "train.val_every": "250",
+        "train.val_max_users": "2000",
+        "train.max_minutes": "9",
+    },
+    # Seconds-long runs for tests and CI.
+    "tiny": {
+        "tokenizer.num_codes_per_level": "8",
+        "tokenizer.steps_per_level": "20",
+        "tokenizer.rqvae_steps": "60",
+        "tokenizer.batch_size": "256",
+        "model.num_layers": "1",
+        "model.num_heads": "2",
+        "model.d_model": "32",
+        "model.d_kv": "16",
+        "model.d_ff": "64",
+        "model.max_history": "5",
+        "train.max_steps": "20",
+        "train.val_every": "10",
+        "train.batch_size": "32",
+        "train.loggers": "csv",
+        "decode.num_beams": "10",
+    },
+}
+
+
+def _coerce(value: str, typ, key: str):
+    if typ is bool:
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"override {key}={value!r}: expected a boolean (true/false)")
+    try:
+        return typ(value)
+    except ValueError:
+        raise ConfigError(f"override {key}={value!r}: expected {typ.__name__}") from None
+
+
+def _set(cfg, key: str, value: str) -> None:
+    parts = key.split(".")
+    obj = cfg
+    for i, part in enumerate(parts):
+        if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
+            valid = ", ".join(f.name for f in dataclasses.fields(obj)) if dataclasses.is_dataclass(obj) else ""
+            where = ".".join(parts[:i]) or "config"
+            raise ConfigError(f"unknown config key {key!r} ({where} has: {valid})")
+        if i == len(parts) - 1:
+            typ = typing.get_type_hints(type(obj))[part]
+            if dataclasses.is_dataclass(typ):
+                raise ConfigError(f"config key {key!r} is a section; set one of its fields, e.g. {key}.<field>=...")
+            setattr(obj, part, _coerce(value, typ, key))
+        else:
+            obj = getattr(obj, part)
+
+
+def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for arg in args:
+        if "=" not in arg:
+            raise ConfigError(f"argument {arg!r} is not key=value (e.g. tokenizer.kind=rvq)")
+        key, value = arg.split("=", 1)
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def build_config(overrides: list[str] | None = None, base: RunConfig | None = None) -> RunConfig:
+    """Default config, then the preset's overrides, then the command line's, in that order."""
+    pairs = parse_overrides(overrides or [])
+    cfg = base if base is not None else RunConfig()
+    preset = next((v for k, v in pairs if k == "preset"), cfg.preset)
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown preset {preset!r} (have: {', '.join(PRESETS)})")
+        for key, value in PRESETS[preset].items():
+            _set(cfg, key, value)
+    for key, value in pairs:
+        _set(cfg, key, value)
+    return cfg
+
+
+def _from_dict(cls, data: dict, where: str):
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        if name not in hints:
+            raise ConfigError(f"{where}: unknown config key {name!r}")
+        typ = hints[name]
+        kwargs[name] = _from_dict(typ, value, f"{where}.{name}") if dataclasses.is_dataclass(typ) else value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    return _from_dict(RunConfig, data, str(path))
