@@ -1,0 +1,68 @@
+"""Histories -> ranked items (beam search over SIDs, mapped to items) and full-catalog metrics.
+
+Used by validation during training, by ``sidrec evaluate`` and by serving; imports no training code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sidrec.batching import TokenBatcher
+from sidrec.config import DecodeConfig
+from sidrec.data.split import Samples
+from sidrec.decode.beam_search import recommend
+from sidrec.decode.trie import PrefixTrie
+from sidrec.evaluate.metrics import compute_metrics
+from sidrec.tokenize.sid_table import SIDTable
+from sidrec.vocab import SIDVocab
+
+
+class Ranker:
+    """Everything needed besides the network to turn histories into ranked item lists."""
+
+    def __init__(self, sid_table: SIDTable, vocab: SIDVocab, decode: DecodeConfig, device="cpu"):
+        self.sid_table, self.vocab, self.decode = sid_table, vocab, decode
+        sid_tokens = vocab.sid_to_tokens(sid_table.sids)
+        self.batcher = TokenBatcher(sid_tokens, vocab, device)
+        self.trie = PrefixTrie.from_sids(sid_tokens) if decode.constrained else None
+        self.device = torch.device(device)
+
+    def to(self, device) -> "Ranker":
+        self.device = torch.device(device)
+        self.batcher.to(device)
+        if self.trie is not None:
+            self.trie = self.trie.to(device)
+        return self
+
+    @torch.no_grad()
+    def rank(self, model, histories: torch.Tensor, users: torch.Tensor, k: int,
+             rng: np.random.Generator) -> np.ndarray:
+        """(B, H) item histories (-1 = padding) -> (B, k) item indices, -1 where fewer were found."""
+        histories = histories.to(self.device)
+        input_ids, mask = self.batcher.inputs(histories, users)
+        exclude = histories if self.decode.exclude_history else None
+        items, _ = recommend(model, input_ids, mask, self.vocab, self.trie, self.sid_table.lookup, k=k,
+                             num_beams=max(self.decode.num_beams, k), exclude=exclude, rng=rng)
+        return np.asarray(items.cpu() if isinstance(items, torch.Tensor) else items)
+
+
+def rank_samples(model, ranker: Ranker, samples: Samples, k: int, batch_size: int, seed: int,
+                 progress: bool = True, desc: str = "ranking") -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ranked = []
+    was_training = model.training
+    model.eval()
+    for start in tqdm(range(0, len(samples), batch_size), desc=desc, disable=not progress, leave=False):
+        sl = slice(start, start + batch_size)
+        ranked.append(ranker.rank(model, torch.from_numpy(samples.histories[sl]),
+                                  torch.from_numpy(samples.users[sl]), k, rng))
+    model.train(was_training)
+    return np.concatenate(ranked) if ranked else np.zeros((0, k), dtype=np.int64)
+
+
+def evaluate(model, ranker: Ranker, samples: Samples, ks: list[int], batch_size: int, seed: int,
+             progress: bool = True, desc: str = "evaluating") -> dict[str, float]:
+    ranked = rank_samples(model, ranker, samples, max(ks), batch_size, seed, progress, desc)
+    return compute_metrics(ranked, samples.targets, ks=ks)
