@@ -94,6 +94,7 @@ class TrainConfig:
     precision: str = "auto"  # auto = bf16-mixed on GPU, 32 on CPU
     num_workers: int = 0
     loggers: str = "csv,tensorboard"
+    record_sample_ids: bool = False  # debug: save the sample ids each rank trained on (DDP test)
 
 
 @dataclass

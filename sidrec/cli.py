@@ -1,0 +1,130 @@
+"""``sidrec <command> [key=value ...]``: the command line over the pipeline.
+
+Commands:
+  run        prepare -> embed -> tokenize -> train -> test (the main job); ``seeds=0,1,2`` repeats it per seed
+  train      same as run
+  prepare    load the dataset into the run directory and print its statistics
+  tokenize   prepare -> embed -> tokenize, print the SID diagnostics
+  evaluate   re-evaluate a finished run: ``sidrec evaluate run_dir=runs/... [decode.num_beams=20 ...]``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from sidrec.config import PRESETS, build_config, load_config, parse_overrides
+from sidrec.errors import SidrecError
+
+COMMANDS = ("run", "train", "prepare", "tokenize", "evaluate")
+
+
+def _split_seeds(args: list[str]) -> tuple[list[int] | None, list[str]]:
+    seeds, rest = None, []
+    for key, value in parse_overrides(args):
+        if key == "seeds":
+            # seeds=3 means seeds 0,1,2; seeds=1,5,9 lists them
+            seeds = list(range(int(value))) if "," not in value else [int(s) for s in value.split(",")]
+        else:
+            rest.append(f"{key}={value}")
+    return seeds, rest
+
+
+def cmd_run(args: list[str]) -> None:
+    from sidrec.evaluate.metrics import mean_std
+    from sidrec.io import write_json
+    from sidrec.pipeline import format_metrics, run
+
+    seeds, args = _split_seeds(args)
+    cfg = build_config(args)
+    if cfg.preset and cfg.preset != "paper":
+        print(f"NOTE: preset={cfg.preset} is a reduced configuration ({PRESETS[cfg.preset]}); "
+              "`sidrec train preset=paper` runs the paper's full configuration (meant for a GPU).")
+    if seeds is None:
+        result = run(cfg)
+        if result:
+            print(format_metrics(result, title=f"test metrics (seed {cfg.seed}, run {result['run_dir']})"))
+        return
+    base = Path(cfg.run_dir or f"runs/{cfg.data.name}-seeds")
+    per_seed = []
+    for seed in seeds:
+        seed_cfg = build_config(args + [f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])
+        result = run(seed_cfg)
+        if result:
+            per_seed.append(result)
+    if per_seed:
+        summary = mean_std([{k: v for k, v in r.items() if "@" in k} for r in per_seed])
+        write_json(base / "summary.json", {"seeds": seeds, "mean_std": summary, "runs": per_seed})
+        lines = [f"test metrics over {len(per_seed)} seeds (mean ± std), {base}"]
+        lines += [f"{k:<10}  {m:.4f} ± {s:.4f}" for k, (m, s) in summary.items()]
+        print("\n".join(lines))
+
+
+def cmd_prepare(args: list[str]) -> None:
+    from sidrec.pipeline import prepare, resolve_run_dir, save_config
+
+    cfg = build_config(args)
+    run_dir = resolve_run_dir(cfg)
+    save_config(cfg, run_dir)
+    dataset = prepare(cfg, run_dir)
+    print(json.dumps(dataset.stats(), indent=2))
+    print(f"run directory: {run_dir}")
+
+
+def cmd_tokenize(args: list[str]) -> None:
+    from sidrec.pipeline import run
+
+    cfg = build_config(args)
+    result = run(cfg, stages="tokenize")
+    print(f"run directory: {result['run_dir']}")
+
+
+def cmd_evaluate(args: list[str]) -> None:
+    from sidrec.checkpoint import check_meta, load_model_file
+    from sidrec.data.dataset import Dataset
+    from sidrec.data.split import evaluation_samples
+    from sidrec.errors import ConfigError
+    from sidrec.evaluate.runner import Ranker, evaluate
+    from sidrec.pipeline import format_metrics
+    from sidrec.tokenize.sid_table import SIDTable
+    from sidrec.vocab import SIDVocab
+
+    pairs = dict(parse_overrides(args))
+    if "run_dir" not in pairs:
+        raise ConfigError("sidrec evaluate needs run_dir=<a finished run directory>")
+    run_dir = Path(pairs.pop("run_dir"))
+    stage = pairs.pop("stage", "test")
+    cfg = build_config([f"{k}={v}" for k, v in pairs.items()], base=load_config(run_dir / "config.json"))
+    dataset = Dataset.load(run_dir)
+    sid_table = SIDTable.load(run_dir / "sid_table.npz")
+    model, meta = load_model_file(run_dir / "model.pt")
+    vocab = SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens)
+    check_meta(meta, sid_table.sids, vocab, str(run_dir / "model.pt"))
+    samples = evaluation_samples(dataset, cfg.model.max_history, stage)
+    metrics = evaluate(model, Ranker(sid_table, vocab, cfg.decode), samples, cfg.ks(), cfg.decode.batch_size,
+                       cfg.seed, desc=stage)
+    print(format_metrics(metrics, title=f"{stage} metrics ({run_dir})"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    command, args = argv[0], argv[1:]
+    handlers = {"run": cmd_run, "train": cmd_run, "prepare": cmd_prepare, "tokenize": cmd_tokenize,
+                "evaluate": cmd_evaluate}
+    if command not in handlers:
+        print(f"error: unknown command {command!r} (have: {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    try:
+        handlers[command](args)
+    except SidrecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

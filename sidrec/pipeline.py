@@ -1,0 +1,150 @@
+"""The whole flow on one screen. Each stage reads one artifact of the run directory and writes one:
+
+    prepare   -> items.jsonl, sequences.npz, dataset.json
+    embed     -> embeddings.npy, embeddings.json
+    tokenize  -> tokenizer.pt, sid_table.npz, sid_diagnostics.json
+    train     -> checkpoints/best.ckpt, logs/, model.pt
+    evaluate  -> metrics.json
+
+A stage whose artifact already exists (for the same config) is reused, so any stage can be re-run
+alone by deleting its artifact, and ``sidrec evaluate`` works on a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from sidrec.config import RunConfig
+from sidrec.data.dataset import Dataset
+from sidrec.data.loaders import load_dataset
+from sidrec.data.split import evaluation_samples, training_samples
+from sidrec.data.text import item_texts
+from sidrec.errors import ArtifactError
+from sidrec.io import write_json, write_npy, write_text
+from sidrec.vocab import SIDVocab
+
+
+def resolve_run_dir(cfg: RunConfig) -> Path:
+    if not cfg.run_dir:
+        cfg.run_dir = f"runs/{cfg.data.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def save_config(cfg: RunConfig, run_dir: Path) -> None:
+    write_text(run_dir / "config.json", cfg.to_json() + "\n")
+
+
+def prepare(cfg: RunConfig, run_dir: Path) -> Dataset:
+    if (run_dir / "sequences.npz").exists():
+        return Dataset.load(run_dir)
+    dataset = load_dataset(cfg.data)
+    dataset.save(run_dir)
+    write_json(run_dir / "dataset.json", dataset.stats())
+    return dataset
+
+
+def embed(cfg: RunConfig, run_dir: Path, dataset: Dataset) -> np.ndarray:
+    from sidrec.encode import load_or_embed
+
+    path = run_dir / "embeddings.npy"
+    if path.exists():
+        embeddings = np.load(path)
+        if embeddings.shape[0] != dataset.num_items:
+            raise ArtifactError(f"{path}: {embeddings.shape[0]} rows but the item table has {dataset.num_items} items")
+        return embeddings
+    texts = item_texts(dataset.items, cfg.data.text_template, cfg.data.missing_text, cfg.data.max_text_chars,
+                       source=f"dataset {dataset.name}")
+    embeddings, meta = load_or_embed(dataset.content_hash(), cfg.data.text_template, texts, cfg.encoder)
+    write_npy(path, embeddings.astype(np.float32))
+    write_json(run_dir / "embeddings.json", meta)
+    return embeddings
+
+
+def tokenize(cfg: RunConfig, run_dir: Path, embeddings: np.ndarray, progress: bool = True):
+    from sidrec.tokenize import build_tokenizer, load_tokenizer
+    from sidrec.tokenize.diagnostics import format_diagnostics, sid_diagnostics
+    from sidrec.tokenize.sid_table import SIDTable
+
+    t = cfg.tokenizer
+    table_path = run_dir / "sid_table.npz"
+    if table_path.exists():
+        load_tokenizer(run_dir / "tokenizer.pt", expected_levels=t.num_levels, expected_codes=t.num_codes_per_level,
+                       expected_dim=embeddings.shape[1])
+        sid_table = SIDTable.load(table_path)
+        if sid_table.num_items != embeddings.shape[0]:
+            raise ArtifactError(f"{table_path}: {sid_table.num_items} items but embeddings have {embeddings.shape[0]} rows")
+        return sid_table
+    start = time.perf_counter()
+    tokenizer = build_tokenizer(t).fit(embeddings, seed=cfg.seed, progress=progress)
+    codes = tokenizer.encode(embeddings)
+    seconds = time.perf_counter() - start
+    sid_table = SIDTable.build(codes, t.num_codes_per_level, t.dedup)
+    diagnostics = sid_diagnostics(codes, t.num_codes_per_level, tokenizer.reconstruction_error(embeddings))
+    diagnostics["fit_encode_seconds"] = round(seconds, 2)
+    diagnostics["tokenizer"] = t.kind
+    diagnostics["unique_sids_after_dedup"] = int(len(np.unique(sid_table.sids, axis=0)))
+    tokenizer.save(run_dir / "tokenizer.pt")
+    sid_table.save(table_path)
+    write_json(run_dir / "sid_diagnostics.json", diagnostics)
+    print(format_diagnostics(diagnostics, title=f"SID diagnostics ({t.kind}, {t.num_levels}x{t.num_codes_per_level})"))
+    return sid_table
+
+
+def run(cfg: RunConfig, stages: str = "all") -> dict:
+    """config -> seed -> data -> split -> embed -> tokenize -> model -> train -> evaluate."""
+    from sidrec.checkpoint import model_meta, save_model_file, source_length
+    from sidrec.evaluate.runner import Ranker, evaluate
+    from sidrec.models import build_model
+    from sidrec.train.fit import fit, validation_subset
+
+    run_dir = resolve_run_dir(cfg)
+    print(cfg.to_json())
+    save_config(cfg, run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dataset = prepare(cfg, run_dir)
+    print(f"dataset: {dataset.stats()}")
+    h = cfg.model.max_history
+    train = training_samples(dataset, h, cfg.train.sliding_window)
+    valid = validation_subset(evaluation_samples(dataset, h, "valid"), cfg.train.val_max_users, cfg.seed)
+    test = evaluation_samples(dataset, h, "test")
+    embeddings = embed(cfg, run_dir, dataset)
+    sid_table = tokenize(cfg, run_dir, embeddings)
+    if stages == "tokenize":
+        return {"run_dir": str(run_dir)}
+
+    vocab = SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens)
+    model = build_model(cfg.model, vocab.size, source_length(cfg.model, vocab), vocab.num_levels)
+    meta = model_meta(cfg.model, vocab, sid_table.sids)
+    ranker = Ranker(sid_table, vocab, cfg.decode)
+    start = time.perf_counter()
+    result = fit(cfg, run_dir, model, ranker, train, valid, meta)
+    if not result.is_global_zero:  # DDP: rank 0 tests and writes the artifacts
+        return {}
+    save_model_file(run_dir / "model.pt", model, meta)
+    device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
+    metrics = evaluate(model.to(device), ranker.to(device), test, cfg.ks(), cfg.decode.batch_size, cfg.seed, desc="test")
+    metrics.update(best_val=result.best_score, steps=result.steps, train_samples=len(train), seed=cfg.seed,
+                   minutes=round((time.perf_counter() - start) / 60, 2))
+    write_json(run_dir / "metrics.json", metrics)
+    return {"run_dir": str(run_dir), **metrics}
+
+
+def format_metrics(metrics: dict, title: str = "test metrics") -> str:
+    keys = [k for k in metrics if "@" in k]
+    width = max(len(k) for k in keys) if keys else 10
+    lines = [title, "-" * (width + 12)]
+    lines += [f"{k:<{width}}  {metrics[k]:.4f}" for k in keys]
+    return "\n".join(lines)
+
+
+def load_metrics(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "metrics.json").read_text())

@@ -1,0 +1,88 @@
+"""Train with Lightning; keep the checkpoint with the best validation metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from sidrec.config import RunConfig
+from sidrec.data.split import Samples
+from sidrec.evaluate.runner import Ranker
+from sidrec.train.data import batch_loader
+from sidrec.train.module import GenerativeRecommender
+
+
+def _precision(cfg: RunConfig, accelerator: str) -> str:
+    if cfg.train.precision != "auto":
+        return cfg.train.precision
+    return "bf16-mixed" if accelerator == "gpu" else "32-true"
+
+
+def _loggers(cfg: RunConfig, run_dir: Path):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    names = {n.strip() for n in cfg.train.loggers.split(",") if n.strip()}
+    loggers = []
+    if "csv" in names:
+        loggers.append(CSVLogger(run_dir, name="logs", version=""))
+    if "tensorboard" in names:
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
+    return loggers or False
+
+
+@dataclass
+class FitResult:
+    best_checkpoint: str  # "" when no validation ran
+    best_score: float
+    steps: int
+    is_global_zero: bool
+
+
+def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, train: Samples, valid: Samples,
+        meta: dict) -> FitResult:
+    """Lightning fit; on return ``model`` holds the weights of the best validation checkpoint."""
+    module = GenerativeRecommender(model, ranker, cfg, meta)
+    accelerator = cfg.train.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    trainer_kwargs = dict(
+        accelerator=accelerator, devices=cfg.train.devices, strategy=cfg.train.strategy,
+        precision=_precision(cfg, accelerator), max_steps=cfg.train.max_steps, max_epochs=-1,
+        val_check_interval=cfg.train.val_every, check_val_every_n_epoch=None,
+        num_sanity_val_steps=0, logger=_loggers(cfg, run_dir), use_distributed_sampler=False,
+        default_root_dir=run_dir, log_every_n_steps=min(50, cfg.train.val_every), enable_model_summary=False,
+    )
+    if cfg.train.max_minutes > 0:
+        trainer_kwargs["max_time"] = timedelta(minutes=cfg.train.max_minutes)
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{cfg.train.select_metric}",
+                                 mode="max", save_top_k=1, save_last=False, enable_version_counter=False)
+    early_stop = EarlyStopping(monitor=f"val/{cfg.train.early_stop_metric}", mode="max", patience=cfg.train.patience,
+                               check_on_train_epoch_end=False)
+    trainer = L.Trainer(callbacks=[checkpoint, early_stop], **trainer_kwargs)
+    rank, world = trainer.global_rank, trainer.world_size
+    trainer.fit(module,
+                train_dataloaders=batch_loader(train, cfg.train.batch_size, True, cfg.seed, rank, world, True,
+                                               cfg.train.num_workers),
+                val_dataloaders=batch_loader(valid, cfg.decode.batch_size, False, cfg.seed, rank, world, False))
+    if cfg.train.record_sample_ids and module.seen_sample_ids:
+        np.save(run_dir / f"train_sample_ids_rank{trainer.global_rank}.npy", torch.cat(module.seen_sample_ids).numpy())
+    best = checkpoint.best_model_path or ""
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    score = checkpoint.best_model_score
+    return FitResult(best, float(score) if score is not None else float("nan"), int(trainer.global_step),
+                     trainer.is_global_zero)
+
+
+def validation_subset(samples: Samples, max_users: int, seed: int) -> Samples:
+    if max_users <= 0 or max_users >= len(samples):
+        return samples
+    keep = np.sort(np.random.default_rng(seed).choice(len(samples), size=max_users, replace=False))
+    return samples.subset(keep)
