@@ -20,15 +20,39 @@ from sidrec.errors import SidrecError
 COMMANDS = ("run", "train", "prepare", "tokenize", "evaluate")
 
 
-def _split_seeds(args: list[str]) -> tuple[list[int] | None, list[str]]:
-    seeds, rest = None, []
+def _split_seeds(args: list[str]) -> tuple[list[int] | None, int, list[str]]:
+    seeds, parallel, rest = None, 1, []
     for key, value in parse_overrides(args):
         if key == "seeds":
             # seeds=3 means seeds 0,1,2; seeds=1,5,9 lists them
             seeds = list(range(int(value))) if "," not in value else [int(s) for s in value.split(",")]
+        elif key == "parallel":  # run this many seeds at once (e.g. several small runs on one big GPU)
+            parallel = int(value)
         else:
             rest.append(f"{key}={value}")
-    return seeds, rest
+    return seeds, parallel, rest
+
+
+def _run_seeds_in_subprocesses(args: list[str], seeds: list[int], base: Path, parallel: int) -> list[dict]:
+    import subprocess
+
+    from sidrec.pipeline import load_metrics
+
+    base.mkdir(parents=True, exist_ok=True)
+    pending, running, results = list(seeds), [], []
+    while pending or running:
+        while pending and len(running) < parallel:
+            seed = pending.pop(0)
+            log = open(base / f"seed-{seed}.log", "w")
+            cmd = [sys.executable, "-m", "sidrec.cli", "run", *args, f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"]
+            running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        seed, proc, log = running.pop(0)
+        if proc.wait() != 0:
+            print(f"warning: seed {seed} failed (exit {proc.returncode}); see {base / f'seed-{seed}.log'}", file=sys.stderr)
+        else:
+            results.append({"run_dir": str(base / f"seed-{seed}"), **load_metrics(base / f"seed-{seed}")})
+        log.close()
+    return results
 
 
 def cmd_run(args: list[str]) -> None:
@@ -36,7 +60,7 @@ def cmd_run(args: list[str]) -> None:
     from sidrec.io import write_json
     from sidrec.pipeline import format_metrics, run
 
-    seeds, args = _split_seeds(args)
+    seeds, parallel, args = _split_seeds(args)
     cfg = build_config(args)
     if cfg.preset and cfg.preset != "paper":
         print(f"NOTE: preset={cfg.preset} is a reduced configuration ({PRESETS[cfg.preset]}); "
@@ -47,12 +71,11 @@ def cmd_run(args: list[str]) -> None:
             print(format_metrics(result, title=f"test metrics (seed {cfg.seed}, run {result['run_dir']})"))
         return
     base = Path(cfg.run_dir or f"runs/{cfg.data.name}-seeds")
-    per_seed = []
-    for seed in seeds:
-        seed_cfg = build_config(args + [f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])
-        result = run(seed_cfg)
-        if result:
-            per_seed.append(result)
+    if parallel > 1:
+        per_seed = _run_seeds_in_subprocesses(args, seeds, base, parallel)
+    else:
+        per_seed = [run(build_config(args + [f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])) for seed in seeds]
+    per_seed = [r for r in per_seed if r]
     if per_seed:
         summary = mean_std([{k: v for k, v in r.items() if "@" in k} for r in per_seed])
         write_json(base / "summary.json", {"seeds": seeds, "mean_std": summary, "runs": per_seed})

@@ -13,6 +13,7 @@ alone by deleting its artifact, and ``sidrec evaluate`` works on a finished run.
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -30,10 +31,15 @@ from sidrec.errors import ArtifactError
 from sidrec.io import write_json, write_npy, write_text
 from sidrec.vocab import SIDVocab
 
+RUN_DIR_ENV = "SIDREC_RUN_DIR"
+
 
 def resolve_run_dir(cfg: RunConfig) -> Path:
     if not cfg.run_dir:
-        cfg.run_dir = f"runs/{cfg.data.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        # DDP re-launches this script per rank: the ranks must agree on the directory rank 0 chose.
+        launched_rank = os.environ.get("LOCAL_RANK", "0") != "0" and RUN_DIR_ENV in os.environ
+        cfg.run_dir = os.environ[RUN_DIR_ENV] if launched_rank else f"runs/{cfg.data.name}-{datetime.now():%Y%m%d-%H%M%S}"
+    os.environ[RUN_DIR_ENV] = cfg.run_dir
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
