@@ -262,16 +262,25 @@ def test_recommend_maps_dedups_excludes_and_pads():
 
 # ---- the real model ---------------------------------------------------------------------------
 
-def test_beam_search_on_the_real_encoder_decoder_is_exact():
+def test_beam_search_on_the_real_encoder_decoder_matches_teacher_forcing():
     models = pytest.importorskip("sidrec.models")
     from sidrec.config import ModelConfig
+    from sidrec.vocab import BOS
 
     sids = random_catalog(30, seed=7)
     config = ModelConfig(num_layers=1, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=0.0)
     torch.manual_seed(0)
-    model = models.build_model(config, VOCAB).eval()
+    model = models.build_model(config, VOCAB.size, max_source_len=6, target_len=3).eval()
     input_ids, attention_mask = random_users(3, seed=7)
     beams, scores = beam_search(model, input_ids, attention_mask, VOCAB, 32, PrefixTrie.from_sids(sids, VOCAB.size))
-    expected_scores, order = brute_force_scores(model, input_ids, attention_mask, sids).sort(dim=1, descending=True)
+
+    # Brute force with the model's own teacher-forcing forward (independent of its KV cache).
+    targets = torch.as_tensor(sids).repeat(3, 1)
+    decoder_input_ids = torch.cat([torch.full((len(targets), 1), BOS), targets[:, :-1]], dim=1)
+    with torch.no_grad():
+        logits, _ = model(input_ids.repeat_interleave(30, 0), attention_mask.repeat_interleave(30, 0),
+                          decoder_input_ids)
+    forced = logits.log_softmax(-1).gather(2, targets[:, :, None]).sum((1, 2)).view(3, 30)
+    expected_scores, order = forced.sort(dim=1, descending=True)
     assert torch.allclose(scores[:, :30], expected_scores, atol=1e-4)
     assert torch.equal(beams[:, :30], torch.as_tensor(sids)[order])

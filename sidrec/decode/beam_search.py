@@ -6,6 +6,11 @@ The model protocol (sidrec.models implements it; tests use a fake):
     logits, cache = model.decode_step(tokens (B,), cache)                     # logits for the next token
     cache = model.reorder_cache(cache, index (B',))                           # rows of the batch dim
 
+The first ``reorder_cache`` expands users to beams (``index = arange(B).repeat_interleave(num_beams)``,
+user b's beams are rows b * num_beams ...); every later one only moves rows within a user's block of
+``num_beams`` rows. State shared by all of a user's beams (encoder output, cross-attention keys and
+values) can therefore be expanded once and left in place afterwards.
+
 Scoring. A beam's score is the sum over its L' tokens of ``log_softmax(logits)`` over the FULL
 vocabulary, i.e. the model's own log-probability of the SID (what teacher forcing gives). Tokens
 that are not allowed at a step (other SID levels, special and user tokens, and in constrained mode

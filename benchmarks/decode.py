@@ -1,0 +1,189 @@
+"""Constrained beam search: ours vs Hugging Face ``generate(prefix_allowed_tokens_fn=...)``, on CPU.
+
+Both searches decode the SAME network, a ``T5ForConditionalGeneration`` of the paper's size (d_model
+128, d_kv 64, 6 heads, d_ff 1024, 4+4 layers, random weights), over the SAME SID trie: ours through
+a thin adapter that implements prefill / decode_step / reorder_cache over HF's encoder and KV
+cache, HF's through ``generate(num_beams=10, num_return_sequences=10)`` with the documented
+``prefix_allowed_tokens_fn`` backed by a dict from prefix to allowed tokens. The catalog is
+Beauty-sized (12,101 items, 3 x 256 codes with Beauty-like collisions + a de-dup digit), each user a
+history of 5..20 items (up to 80 SID tokens). We report users/s at batch 256 and 1, and the share
+of users whose top-10 item lists are identical under both searches.
+
+    python benchmarks/decode.py [--quick]
+
+Ends with the line ``decode_speedup_vs_hf: <x>`` (users/s ratio at batch 256).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from transformers import T5Config, T5ForConditionalGeneration
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+from sidrec.config import ModelConfig
+from sidrec.decode import PrefixTrie, beam_search, recommend
+from sidrec.vocab import BOS, PAD, SIDVocab
+
+NUM_ITEMS = 12_101
+CODES_PER_LEVEL = 256
+NUM_BEAMS = 10
+TOP_K = 10
+
+
+def beauty_like_catalog(rng: np.random.Generator) -> np.ndarray:
+    """(N, 4) SID codes: 3 levels drawn from a Zipf(0.8) per level, mixed with the parent's codes so
+    clusters differ across parents (about 5% of items share their 3-level SID, the largest group
+    has ~13 items), then TIGER's de-dup digit (0, 1, ... within each collision group)."""
+    weights = 1.0 / np.arange(1, CODES_PER_LEVEL + 1) ** 0.8
+    draw = lambda: rng.choice(CODES_PER_LEVEL, NUM_ITEMS, p=weights / weights.sum())  # noqa: E731
+    level0 = draw()
+    level1 = (draw() + 37 * level0) % CODES_PER_LEVEL
+    level2 = (draw() + 91 * level1 + 13 * level0) % CODES_PER_LEVEL
+    codes = np.stack([level0, level1, level2], axis=1)
+    _, group, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    group = group.ravel()
+    order = np.argsort(group, kind="stable")
+    group_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    digit = np.empty(NUM_ITEMS, dtype=np.int64)
+    digit[order] = np.arange(NUM_ITEMS) - group_start[group[order]]
+    return np.concatenate([codes, digit[:, None]], axis=1)
+
+
+def random_histories(num_users: int, sid_tokens: np.ndarray, rng: np.random.Generator, max_items: int = 20):
+    """Right-padded encoder inputs: the SID tokens of 5..max_items random items per user."""
+    lengths = rng.integers(5, max_items + 1, num_users)
+    items = rng.integers(0, len(sid_tokens), (num_users, max_items))
+    tokens = torch.as_tensor(sid_tokens[items].reshape(num_users, -1))
+    attention_mask = torch.arange(tokens.shape[1])[None, :] < torch.as_tensor(lengths * sid_tokens.shape[1])[:, None]
+    return tokens.masked_fill(~attention_mask, PAD), attention_mask
+
+
+class HFSeq2SeqAdapter:
+    """Our decode protocol over a Hugging Face encoder-decoder: the encoder runs once, then the decoder
+    one token at a time on HF's own EncoderDecoderCache. The cache state is (cache, encoder output,
+    encoder mask)."""
+
+    def __init__(self, model: T5ForConditionalGeneration):
+        self.model = model
+
+    def prefill(self, input_ids, attention_mask):
+        encoder_states = self.model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        start = torch.full((len(input_ids),), BOS, dtype=torch.long, device=input_ids.device)
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        return self.decode_step(start, (cache, encoder_states, attention_mask))
+
+    def decode_step(self, tokens, state):
+        cache, encoder_states, attention_mask = state
+        out = self.model(decoder_input_ids=tokens[:, None], encoder_outputs=(encoder_states,),
+                         attention_mask=attention_mask, cache=cache, use_cache=True)
+        return out.logits[:, -1], state
+
+    def reorder_cache(self, state, index):
+        cache, encoder_states, attention_mask = state
+        if len(index) != len(attention_mask):  # users -> beams: expand everything once
+            cache.reorder_cache(index)  # in place, self- and cross-attention keys/values
+            return cache, encoder_states[index], attention_mask[index]
+        # Beams only move within their user (see sidrec.decode.beam_search), and the encoder side is
+        # the same for all of a user's beams: only the decoder's self-attention cache moves.
+        cache.self_attention_cache.reorder_cache(index)
+        return state
+
+
+def prefix_allowed_tokens(sid_tokens: np.ndarray):
+    """HF's documented constraint hook: a dict from every SID prefix to its allowed next tokens."""
+    allowed: dict[tuple, set] = {}
+    for sid in sid_tokens.tolist():
+        for depth in range(len(sid)):
+            allowed.setdefault(tuple(sid[:depth]), set()).add(sid[depth])
+    allowed_lists = {prefix: sorted(tokens) for prefix, tokens in allowed.items()}
+
+    def allowed_tokens_fn(batch_id: int, sent: torch.Tensor) -> list[int]:
+        return allowed_lists[tuple(sent[1:].tolist())]  # sent[0] is the decoder start token
+
+    return allowed_tokens_fn
+
+
+def hf_recommend(model, input_ids, attention_mask, allowed_tokens_fn, sid_len, lookup):
+    out = model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=NUM_BEAMS,
+                         num_return_sequences=NUM_BEAMS, max_new_tokens=sid_len, min_new_tokens=sid_len,
+                         do_sample=False, prefix_allowed_tokens_fn=allowed_tokens_fn)
+    return lookup(out[:, 1:]).view(len(input_ids), NUM_BEAMS)[:, :TOP_K]
+
+
+def users_per_second(recommend_fn, input_ids, attention_mask, batch_size):
+    """Runs ``recommend_fn`` over all users in batches; returns (users/s, (U, TOP_K) items)."""
+    recommend_fn(input_ids[:min(batch_size, 8)], attention_mask[:min(batch_size, 8)])  # warm-up
+    start = time.perf_counter()
+    items = [recommend_fn(input_ids[i:i + batch_size], attention_mask[i:i + batch_size])
+             for i in range(0, len(input_ids), batch_size)]
+    return len(input_ids) / (time.perf_counter() - start), torch.cat(items)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one batch of 256 users, 10 single users (<= 60 s)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    users_batched, users_single = (256, 10) if args.quick else (1024, 50)
+    device = torch.device(args.device)
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+
+    codes = beauty_like_catalog(rng)
+    vocab = SIDVocab(level_sizes=(CODES_PER_LEVEL,) * 3 + (int(codes[:, 3].max()) + 1,))
+    sid_tokens = vocab.sid_to_tokens(codes)
+    trie = PrefixTrie.from_sids(sid_tokens, vocab.size, device)
+    item_of_key = {tuple(sid): item for item, sid in enumerate(codes.tolist())}
+    lookup_codes = lambda c: np.array([item_of_key.get(tuple(s), -1) for s in c.tolist()])  # noqa: E731
+    lookup_tokens = lambda t: torch.as_tensor(lookup_codes(vocab.tokens_to_sid(t.cpu().numpy())))  # noqa: E731
+    input_ids, attention_mask = (x.to(device) for x in random_histories(users_batched, sid_tokens, rng))
+
+    size = ModelConfig(dropout=0.0)
+    t5 = T5ForConditionalGeneration(T5Config(
+        vocab_size=vocab.size, d_model=size.d_model, d_kv=size.d_kv, num_heads=size.num_heads, d_ff=size.d_ff,
+        num_layers=size.num_layers, num_decoder_layers=size.num_layers, dropout_rate=0.0,
+        decoder_start_token_id=BOS, pad_token_id=PAD, eos_token_id=None, bos_token_id=None)).to(device).eval()
+    allowed_tokens_fn = prefix_allowed_tokens(sid_tokens)
+
+    def ours(model):
+        return lambda ids, mask: recommend(model, ids, mask, vocab, trie, lookup_codes, TOP_K, NUM_BEAMS)[0]
+
+    def hf(ids, mask):
+        return hf_recommend(t5, ids, mask, allowed_tokens_fn, vocab.num_levels, lookup_tokens)
+
+    searches = {"ours (T5)": ours(HFSeq2SeqAdapter(t5)), "HF generate (T5)": hf}
+    try:  # our own encoder-decoder of the same size (other weights, so no agreement check)
+        from sidrec.models import build_model
+        own_model = build_model(size, vocab.size, input_ids.shape[1], vocab.num_levels).to(device).eval()
+        searches["ours (sidrec model)"] = ours(own_model)
+    except ImportError:
+        print("sidrec.models not available: skipping our own model")
+
+    print(f"catalog: {NUM_ITEMS} items, {len(trie)} distinct SIDs, levels {vocab.level_sizes}, trie {trie.num_nodes} "
+          f"nodes; histories up to {input_ids.shape[1]} tokens; device {device}, {torch.get_num_threads()} threads")
+    names = list(searches)
+    print(f"\n{'batch':>5} {'users':>6} " + " ".join(f"{name + ' users/s':>26}" for name in names)
+          + f" {'speedup':>8} {'same top-10':>12}")
+    speedups = []
+    with torch.inference_mode():
+        for batch_size, num_users in ((256, users_batched), (1, users_single)):
+            ids, mask = input_ids[:num_users], attention_mask[:num_users]
+            results = {name: users_per_second(search, ids, mask, batch_size) for name, search in searches.items()}
+            (ours_speed, ours_items), (hf_speed, hf_items) = results["ours (T5)"], results["HF generate (T5)"]
+            agreement = (ours_items == hf_items).all(dim=1).float().mean().item()
+            speedups.append(ours_speed / hf_speed)
+            print(f"{batch_size:>5} {num_users:>6} " + " ".join(f"{results[name][0]:>26.1f}" for name in names)
+                  + f" {speedups[-1]:>7.1f}x {agreement:>11.1%}", flush=True)
+    print(f"decode_speedup_vs_hf: {speedups[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
