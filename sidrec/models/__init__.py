@@ -1,0 +1,53 @@
+"""Generative models over SID tokens, one file per architecture, behind one interface:
+
+    forward(input_ids (B,S), attention_mask (B,S) bool, decoder_input_ids (B,T)) -> (logits (B,T,V), aux_loss)
+    prefill(input_ids, attention_mask) -> (logits (B,V), cache)
+    decode_step(tokens (rows,), cache) -> (logits (rows,V), cache)
+    reorder_cache(cache, index (rows',)) -> cache
+
+aux_loss is already scaled by moe_aux_weight (0 for dense models): train on ``cross_entropy + aux_loss``.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from sidrec.config import ModelConfig
+from sidrec.errors import ConfigError
+from sidrec.models.decoder_only import DecoderOnly, DecoderOnlyCache, DecoderOnlyConfig
+from sidrec.models.encoder_decoder import EncoderDecoder, EncoderDecoderCache, EncoderDecoderConfig
+from sidrec.vocab import BOS
+
+__all__ = [
+    "DecoderOnly",
+    "DecoderOnlyCache",
+    "DecoderOnlyConfig",
+    "EncoderDecoder",
+    "EncoderDecoderCache",
+    "EncoderDecoderConfig",
+    "build_model",
+]
+
+
+def build_model(model_cfg: ModelConfig, vocab_size: int, max_source_len: int, target_len: int) -> nn.Module:
+    """max_source_len: history tokens incl. a user token if any; target_len: SID tokens per item."""
+    shared = dict(
+        vocab_size=vocab_size,
+        num_heads=model_cfg.num_heads,
+        d_model=model_cfg.d_model,
+        d_kv=model_cfg.d_kv,
+        d_ff=model_cfg.d_ff,
+        dropout=model_cfg.dropout,
+        num_experts=model_cfg.num_experts,
+        moe_top_k=model_cfg.moe_top_k,
+        moe_aux_weight=model_cfg.moe_aux_weight,
+        max_source_len=max_source_len,
+        max_target_len=target_len,
+        bos_token_id=BOS,
+    )
+    if model_cfg.arch == "encoder_decoder":
+        return EncoderDecoder(EncoderDecoderConfig(num_layers=model_cfg.num_layers, **shared))
+    if model_cfg.arch == "decoder_only":
+        # Same layer budget: the encoder-decoder's two stacks become one causal stack.
+        return DecoderOnly(DecoderOnlyConfig(num_layers=2 * model_cfg.num_layers, **shared))
+    raise ConfigError(f"model.arch={model_cfg.arch!r}: expected encoder_decoder or decoder_only")

@@ -1,0 +1,225 @@
+"""Blocks shared by both architectures: attention, dense and mixture-of-experts MLPs, a pre-norm block.
+
+Conventions: activations are (batch, time, d_model); attention tensors are (batch, heads, time, d_kv);
+boolean masks are True where attending is allowed (as in ``F.scaled_dot_product_attention``).
+
+Dropout is applied to embeddings and to every sublayer output before it joins the residual stream,
+not to attention probabilities: on CPU, attention dropout pushes SDPA off its fused kernel onto the
+math path (about 2.4x slower attention) for a regulariser these small models do not need.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# attend(q, k, v) -> output, all (batch, heads, time, d_kv). Lets one block serve full-sequence
+# training, cache-filling prefill and single-token decoding.
+AttendFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    batch, time, _ = x.shape
+    return x.view(batch, time, num_heads, -1).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    batch, heads, time, d_kv = x.shape
+    return x.transpose(1, 2).reshape(batch, time, heads * d_kv)
+
+
+def sdpa_attend(attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> AttendFn:
+    return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+
+
+def grouped_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """Attention of ``rows`` query rows over keys stored once per user (rows = users * group, row r
+    belonging to user r // group), e.g. the beams of a user over its encoder output.
+
+    q: (rows, H, T, D); k, v: (users, H, S, D); key_mask: (users, S). The group's queries are
+    stacked along time so the per-user keys are never copied per beam.
+    """
+    rows, heads, time, d_kv = q.shape
+    users = k.shape[0]
+    group = rows // users
+    q = q.view(users, group, heads, time, d_kv).transpose(1, 2).reshape(users, heads, group * time, d_kv)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :])
+    return out.view(users, heads, group, time, d_kv).transpose(1, 2).reshape(rows, heads, time, d_kv)
+
+
+def prefix_suffix_attention(
+    q: torch.Tensor,
+    prefix_k: torch.Tensor,
+    prefix_v: torch.Tensor,
+    prefix_mask: torch.Tensor,
+    suffix_k: torch.Tensor,
+    suffix_v: torch.Tensor,
+) -> torch.Tensor:
+    """One new token per row attending to a per-user prefix (masked) and its own row's suffix (all valid).
+
+    q: (rows, H, 1, D); prefix_k/v: (users, H, P, D); prefix_mask: (users, P); suffix_k/v: (rows, H, t, D).
+    One softmax over both parts, so the result equals attention over their concatenation, without
+    materialising the prefix once per row.
+    """
+    rows, heads, _, d_kv = q.shape
+    users = prefix_k.shape[0]
+    group = rows // users
+    scale = 1.0 / math.sqrt(d_kv)
+    q_by_user = q.view(users, group, heads, d_kv).transpose(1, 2)  # (users, H, group, D)
+    prefix_scores = (q_by_user @ prefix_k.transpose(-1, -2)) * scale  # (users, H, group, P)
+    prefix_scores = prefix_scores.masked_fill(~prefix_mask[:, None, None, :], float("-inf"))
+    suffix_scores = (q @ suffix_k.transpose(-1, -2)) * scale  # (rows, H, 1, t)
+    suffix_scores = suffix_scores.view(users, group, heads, -1).transpose(1, 2)  # (users, H, group, t)
+    probs = torch.cat([prefix_scores, suffix_scores], dim=-1).float().softmax(dim=-1).to(q.dtype)
+    prefix_probs, suffix_probs = probs.split([prefix_k.shape[2], suffix_k.shape[2]], dim=-1)
+    prefix_out = (prefix_probs @ prefix_v).transpose(1, 2).reshape(rows, heads, 1, d_kv)
+    suffix_out = suffix_probs.transpose(1, 2).reshape(rows, heads, 1, -1) @ suffix_v
+    return prefix_out + suffix_out
+
+
+def select_user_rows(index: torch.Tensor, num_rows: int, num_users: int) -> torch.Tensor | None:
+    """Per-user cache tensors after ``index`` selects rows (row r belongs to user r // (rows / users)).
+
+    Returns None when the selection keeps rows grouped per user with equal group sizes (beam
+    expansion with repeat_interleave, reordering beams within a user): per-user tensors stay as
+    they are. Otherwise returns the user of each selected row, to index_select them to one per row.
+    """
+    users_of_selected = index // (num_rows // num_users)
+    new_rows = index.numel()
+    if new_rows % num_users == 0:
+        expected = torch.arange(new_rows, device=index.device) // (new_rows // num_users)
+        if torch.equal(users_of_selected, expected):
+            return None
+    return users_of_selected
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention with T5-style widths: heads * d_kv need not equal d_model."""
+
+    def __init__(self, d_model: int, num_heads: int, d_kv: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(d_model, 3 * num_heads * d_kv, bias=False)  # one matmul for q, k, v
+        self.out = nn.Linear(num_heads * d_kv, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, attend: AttendFn) -> torch.Tensor:
+        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        return self.out(merge_heads(attend(q, k, v)))
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, d_model: int, num_heads: int, d_kv: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = nn.Linear(d_model, num_heads * d_kv, bias=False)
+        self.kv = nn.Linear(d_model, 2 * num_heads * d_kv, bias=False)
+        self.out = nn.Linear(num_heads * d_kv, d_model, bias=False)
+
+    def keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        return split_heads(k, self.num_heads), split_heads(v, self.num_heads)
+
+    def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        q = split_heads(self.q(x), self.num_heads)
+        return self.out(merge_heads(grouped_attention(q, k, v, key_mask)))
+
+
+class MLP(nn.Module):
+    """Dense feed-forward. ReLU as in T5: on CPU it is about twice as fast as GELU at this width."""
+
+    def __init__(self, d_model: int, d_ff: int):
+        super().__init__()
+        self.up = nn.Linear(d_model, d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.down(F.relu(self.up(x))), x.new_zeros(())
+
+
+class MoEMLP(nn.Module):
+    """Mixture of ``num_experts`` dense MLPs with top-k softmax routing, dropless (no capacity limit).
+
+    Gates are the top-k router probabilities, renormalised to sum to 1 when k > 1 (GShard); with
+    k = 1 the raw probability is kept so the router still gets a gradient from the main loss
+    (Switch). The auxiliary loss is Switch's ``E * sum_e f_e * p_e`` (f_e: share of routed slots
+    sent to expert e, p_e: mean router probability of e), 1.0 when perfectly balanced.
+    Padding tokens (token_mask False) are neither routed nor counted; their output is zero.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, num_experts: int, top_k: int):
+        super().__init__()
+        if not 1 <= top_k <= num_experts:
+            raise ValueError(f"moe_top_k={top_k} must be in [1, num_experts={num_experts}]")
+        self.top_k = top_k
+        self.router = nn.Linear(d_model, num_experts, bias=False)
+        self.experts = nn.ModuleList(MLP(d_model, d_ff) for _ in range(num_experts))
+
+    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = x.reshape(-1, x.shape[-1])
+        token_ids = None if token_mask is None else token_mask.reshape(-1).nonzero().squeeze(1)
+        tokens = flat if token_ids is None else flat[token_ids]
+
+        probs = self.router(tokens).float().softmax(dim=-1)  # (N, E)
+        gates, experts = probs.topk(self.top_k, dim=-1)  # (N, k)
+        if self.top_k > 1:
+            gates = gates / gates.sum(dim=-1, keepdim=True)
+
+        # Sort the N*k (token, expert) slots by expert so each expert sees one contiguous batch.
+        slot_experts = experts.reshape(-1)
+        slot_gates = gates.reshape(-1).to(x.dtype)
+        slots_by_expert = slot_experts.argsort()
+        counts = torch.bincount(slot_experts, minlength=len(self.experts))
+        routed = torch.zeros_like(tokens)
+        for expert, slots in zip(self.experts, slots_by_expert.split(counts.tolist())):
+            if slots.numel() == 0:
+                continue
+            token_of_slot = slots // self.top_k
+            expert_out, _ = expert(tokens[token_of_slot])
+            routed.index_add_(0, token_of_slot, expert_out * slot_gates[slots, None])
+
+        slot_share = counts.float() / slot_experts.numel()
+        aux_loss = len(self.experts) * (slot_share * probs.mean(dim=0)).sum()
+
+        if token_ids is None:
+            return routed.view_as(x), aux_loss
+        out = torch.zeros_like(flat).index_copy(0, token_ids, routed)
+        return out.view_as(x), aux_loss
+
+
+def feed_forward(d_model: int, d_ff: int, num_experts: int, top_k: int) -> nn.Module:
+    return MoEMLP(d_model, d_ff, num_experts, top_k) if num_experts > 0 else MLP(d_model, d_ff)
+
+
+class SelfAttentionBlock(nn.Module):
+    """Pre-norm self-attention + feed-forward block (encoder layer, or decoder-only layer when causal)."""
+
+    def __init__(
+        self, d_model: int, num_heads: int, d_kv: int, d_ff: int, dropout: float, num_experts: int, moe_top_k: int
+    ):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, num_heads, d_kv)
+        self.ffn_norm = nn.LayerNorm(d_model)
+        self.ffn = feed_forward(d_model, d_ff, num_experts, moe_top_k)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self, x: torch.Tensor, attend: AttendFn, token_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x + self.dropout(self.attn(self.attn_norm(x), attend))
+        ffn_out, aux_loss = self.ffn(self.ffn_norm(x), token_mask)
+        return x + self.dropout(ffn_out), aux_loss
+
+
+def init_weights(model: nn.Module, num_residual_layers: int) -> None:
+    """GPT-2 style: N(0, 0.02), with projections into the residual stream scaled down by depth."""
+    residual_std = 0.02 / math.sqrt(2 * num_residual_layers)
+    for name, param in model.named_parameters():
+        if param.dim() < 2:
+            continue  # LayerNorm parameters keep their defaults
+        is_residual_out = name.endswith("out.weight") or name.endswith("down.weight")
+        nn.init.normal_(param, mean=0.0, std=residual_std if is_residual_out else 0.02)

@@ -1,0 +1,187 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sidrec.config import ModelConfig
+from sidrec.errors import ConfigError
+from sidrec.models import DecoderOnly, EncoderDecoder, build_model
+from sidrec.vocab import BOS, PAD
+
+VOCAB = 40
+SOURCE_LEN = 12
+TARGET_LEN = 3
+ARCHS = ["encoder_decoder", "decoder_only"]
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models run fastest on one thread, and do not stall when the machine is busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(arch: str, num_experts: int = 0, dropout: float = 0.0, seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        arch=arch, num_layers=2, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=dropout, num_experts=num_experts
+    )
+    return build_model(cfg, vocab_size=VOCAB, max_source_len=SOURCE_LEN, target_len=TARGET_LEN)
+
+
+def padded_batch(lengths: list[int], left: bool = True, seed: int = 1):
+    """Random histories of the given lengths, padded to SOURCE_LEN (left by default), and targets."""
+    gen = torch.Generator().manual_seed(seed)
+    input_ids = torch.full((len(lengths), SOURCE_LEN), PAD)
+    mask = torch.zeros(len(lengths), SOURCE_LEN, dtype=torch.bool)
+    for row, n in enumerate(lengths):
+        span = slice(SOURCE_LEN - n, SOURCE_LEN) if left else slice(0, n)
+        input_ids[row, span] = torch.randint(2, VOCAB, (n,), generator=gen)
+        mask[row, span] = True
+    targets = torch.randint(2, VOCAB, (len(lengths), TARGET_LEN), generator=gen)
+    return input_ids, mask, targets
+
+
+def shift_right(targets: torch.Tensor) -> torch.Tensor:
+    return torch.cat([torch.full_like(targets[:, :1], BOS), targets[:, :-1]], dim=1)
+
+
+def num_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forward_shapes_and_dense_aux_loss_is_zero(arch):
+    model = tiny_model(arch)
+    input_ids, mask, targets = padded_batch([12, 5, 1])
+    logits, aux_loss = model(input_ids, mask, shift_right(targets))
+    assert logits.shape == (3, TARGET_LEN, VOCAB)
+    assert aux_loss.shape == () and aux_loss.item() == 0.0
+    assert torch.isfinite(logits).all()
+
+
+def test_build_model_maps_config():
+    enc_dec, dec_only = tiny_model("encoder_decoder"), tiny_model("decoder_only")
+    assert isinstance(enc_dec, EncoderDecoder) and len(enc_dec.encoder_blocks) == 2 and len(enc_dec.decoder_blocks) == 2
+    assert isinstance(dec_only, DecoderOnly) and len(dec_only.blocks) == 4  # same layer budget
+    with pytest.raises(ConfigError, match="model.arch"):
+        build_model(ModelConfig(arch="rnn"), VOCAB, SOURCE_LEN, TARGET_LEN)
+
+
+@pytest.mark.parametrize("num_experts", [0, 4])
+@pytest.mark.parametrize("left", [True, False])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_padded_row_matches_unpadded_row_alone(arch, left, num_experts):
+    model = tiny_model(arch, num_experts).eval()
+    input_ids, mask, targets = padded_batch([SOURCE_LEN, 4, 1], left=left)
+    logits, _ = model(input_ids, mask, shift_right(targets))
+    for row in range(3):
+        alone_ids = input_ids[row : row + 1, mask[row]]
+        alone_mask = torch.ones_like(alone_ids, dtype=torch.bool)
+        alone_logits, _ = model(alone_ids, alone_mask, shift_right(targets[row : row + 1]))
+        torch.testing.assert_close(logits[row], alone_logits[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("num_experts", [0, 4])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cached_decoding_matches_teacher_forcing(arch, num_experts):
+    """Beam-search-like use: prefill per user, expand to beams, reorder beams (within and across
+    users), and compare every step with the teacher-forced forward of each row's prefix."""
+    model = tiny_model(arch, num_experts).eval()
+    input_ids, mask, _ = padded_batch([SOURCE_LEN, 5, 2])
+    beams = 2
+    logits, cache = model.prefill(input_ids, mask)
+    expected, _ = model(input_ids, mask, torch.full((3, 1), BOS))
+    torch.testing.assert_close(logits, expected[:, 0], atol=1e-5, rtol=1e-5)
+
+    row_user = torch.arange(3).repeat_interleave(beams)
+    cache = model.reorder_cache(cache, row_user)
+    generated = torch.empty(3 * beams, 0, dtype=torch.long)
+    reorders = [
+        torch.tensor([1, 0, 2, 3, 5, 4]),  # beams swapped within users: per-user tensors stay shared
+        torch.tensor([0, 4, 4, 1, 3, 0]),  # rows moved across users: per-user tensors are copied per row
+    ]
+    gen = torch.Generator().manual_seed(2)
+    for step in range(TARGET_LEN - 1):
+        tokens = torch.randint(2, VOCAB, (3 * beams,), generator=gen)
+        logits, cache = model.decode_step(tokens, cache)
+        generated = torch.cat([generated, tokens[:, None]], dim=1)
+        decoder_input_ids = torch.cat([torch.full((3 * beams, 1), BOS), generated], dim=1)
+        expected, _ = model(input_ids[row_user], mask[row_user], decoder_input_ids)
+        torch.testing.assert_close(logits, expected[:, -1], atol=1e-5, rtol=1e-5)
+        index = reorders[step]
+        cache = model.reorder_cache(cache, index)
+        generated, row_user = generated[index], row_user[index]
+
+    with pytest.raises(ValueError, match="cache is full"):
+        for _ in range(2):
+            _, cache = model.decode_step(torch.full((3 * beams,), 2), cache)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_mixture_of_experts_balances_and_uses_several_experts(arch):
+    model = tiny_model(arch, num_experts=4)
+    input_ids, mask, targets = padded_batch([12, 9, 7, 3])
+    logits, aux_loss = model(input_ids, mask, shift_right(targets))
+    assert aux_loss.item() > 0
+    moe = model.encoder_blocks[0].ffn if arch == "encoder_decoder" else model.blocks[0].ffn
+    tokens = torch.randn(64, 32)
+    chosen = moe.router(tokens).topk(moe.top_k, dim=-1).indices
+    assert chosen.unique().numel() >= 3
+    (F.cross_entropy(logits.flatten(0, 1), targets.flatten()) + aux_loss).backward()
+    assert moe.router.weight.grad.abs().sum() > 0
+
+
+def test_moe_aux_loss_is_one_when_balanced_and_larger_when_not():
+    moe = tiny_model("encoder_decoder", num_experts=4).encoder_blocks[0].ffn
+    tokens = torch.rand(1, 8, 32) + 0.5
+    with torch.no_grad():
+        moe.router.weight.zero_()  # uniform router probabilities
+    _, aux_uniform = moe(tokens)
+    assert aux_uniform.item() == pytest.approx(1.0)
+    with torch.no_grad():
+        moe.router.weight[0] = 1.0  # expert 0 gets nearly all the probability mass
+    _, aux_skewed = moe(tokens)
+    assert aux_skewed.item() > 1.5
+
+
+def test_parameter_budget_differs_by_cross_attention_only():
+    enc_dec, dec_only = tiny_model("encoder_decoder"), tiny_model("decoder_only")
+    cross = sum(num_params(b.cross_attn) + num_params(b.cross_attn_norm) for b in enc_dec.decoder_blocks)
+    extra_norm = num_params(enc_dec.encoder_norm)  # two stacks, two final norms
+    # Positions: encoder-decoder has S + T (two tables), decoder-only S + T in one.
+    assert num_params(enc_dec) - cross - extra_norm == num_params(dec_only)
+
+    full = {arch: num_params(build_model(ModelConfig(arch=arch), 1026, 80, 4)) for arch in ARCHS}
+    assert 0.8 < full["decoder_only"] / full["encoder_decoder"] < 0.85  # cross-attention is ~17%
+
+
+@pytest.mark.parametrize("num_experts", [0, 4])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_adam_learns_copy_task_and_gradients_reach_every_parameter(arch, num_experts):
+    """History = one item repeated 1..4 times (left-padded); target = that item."""
+    model = tiny_model(arch, num_experts, dropout=0.1)
+    gen = torch.Generator().manual_seed(3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    repeats = SOURCE_LEN // TARGET_LEN
+
+    def batch():
+        items = torch.randint(2, VOCAB, (64, TARGET_LEN), generator=gen)
+        lengths = torch.randint(1, repeats + 1, (64, 1), generator=gen)
+        mask = (torch.arange(repeats).flip(0)[None, :] < lengths).repeat_interleave(TARGET_LEN, dim=1)
+        return items.repeat(1, repeats).masked_fill(~mask, PAD), mask, items
+
+    losses = []
+    for step in range(60):
+        input_ids, mask, targets = batch()
+        logits, aux_loss = model(input_ids, mask, shift_right(targets))
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        optimizer.zero_grad()
+        (loss + aux_loss).backward()
+        if step == 0:
+            silent = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+            assert not silent, f"no gradient reaches {silent}"
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
