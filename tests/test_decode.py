@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from sidrec.config import ModelConfig
 from sidrec.decode import PrefixTrie, beam_search, recommend
-from sidrec.vocab import PAD, SIDVocab
+from sidrec.models import build_model
+from sidrec.vocab import BOS, PAD, SIDVocab
 
 VOCAB = SIDVocab(level_sizes=(4, 3, 3), num_user_tokens=5)  # 36 possible SIDs, vocab of 17 tokens
 
@@ -262,15 +264,12 @@ def test_recommend_maps_dedups_excludes_and_pads():
 
 # ---- the real model ---------------------------------------------------------------------------
 
-def test_beam_search_on_the_real_encoder_decoder_matches_teacher_forcing():
-    models = pytest.importorskip("sidrec.models")
-    from sidrec.config import ModelConfig
-    from sidrec.vocab import BOS
-
+@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only"])
+def test_beam_search_on_the_real_models_matches_teacher_forcing(arch):
     sids = random_catalog(30, seed=7)
-    config = ModelConfig(num_layers=1, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=0.0)
+    config = ModelConfig(arch=arch, num_layers=1, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=0.0)
     torch.manual_seed(0)
-    model = models.build_model(config, VOCAB.size, max_source_len=6, target_len=3).eval()
+    model = build_model(config, VOCAB.size, max_source_len=6, target_len=3).eval()
     input_ids, attention_mask = random_users(3, seed=7)
     beams, scores = beam_search(model, input_ids, attention_mask, VOCAB, 32, PrefixTrie.from_sids(sids, VOCAB.size))
 
