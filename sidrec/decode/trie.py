@@ -70,8 +70,8 @@ class PrefixTrie:
         return cls(sids, child_offsets, np.concatenate(child_tokens), np.asarray(depth_starts), vocab_size, device)
 
     def add_sids(self, sid_tokens: np.ndarray) -> "PrefixTrie":
-        """A new trie that also holds ``sid_tokens`` (cold-start items). A full vectorised rebuild:
-        node ids must stay breadth-first and sorted, and rebuilding 100k SIDs takes milliseconds."""
+        """A new trie that also holds ``sid_tokens`` (cold-start items). A full vectorised rebuild,
+        since node ids must stay breadth-first and sorted: ~0.15 s per 100k SIDs on one CPU core."""
         sid_tokens = np.asarray(sid_tokens, dtype=np.int64).reshape(-1, self.num_levels)
         vocab_size = max(self.vocab_size, int(sid_tokens.max(initial=-1)) + 1)
         return PrefixTrie.from_sids(np.concatenate([self.sids, sid_tokens]), vocab_size, self.device)
