@@ -1,0 +1,151 @@
+"""Tokenizers: shapes, determinism, code usage, artifact round trip and its errors."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec.config import TokenizerConfig
+from sidrec.errors import ArtifactError, ConfigError, DataError
+from sidrec.tokenize import build_tokenizer, load_tokenizer
+from sidrec.tokenize.residual import DEAD_AFTER, reseed_idle
+
+KINDS = ["rkmeans", "rvq", "rqvae"]
+W = 8
+
+
+def tiny_config(kind: str, **overrides) -> TokenizerConfig:
+    cfg = TokenizerConfig(
+        kind=kind, num_levels=3, num_codes_per_level=W, steps_per_level=30, batch_size=256,
+        rqvae_steps=100, rqvae_hidden="32", rqvae_latent_dim=8, device="cpu",
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+def clustered(n=800, d=16, clusters=32, seed=0) -> np.ndarray:
+    """Unit vectors around well-separated centres, with a second, finer level of structure."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d))
+    x = centres[rng.integers(0, clusters, n)] + 0.3 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return clustered()
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return {kind: build_tokenizer(tiny_config(kind)).fit(data, seed=0, progress=False) for kind in KINDS}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_codes_shape_dtype_range(fitted, data, kind):
+    codes = fitted[kind].encode(data)
+    assert codes.shape == (len(data), 3) and codes.dtype == np.int64
+    assert codes.min() >= 0 and codes.max() < W
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_same_codes(fitted, data, kind):
+    again = build_tokenizer(tiny_config(kind)).fit(data, seed=0, progress=False).encode(data)
+    other = build_tokenizer(tiny_config(kind)).fit(data, seed=1, progress=False).encode(data)
+    assert np.array_equal(fitted[kind].encode(data), again)
+    assert not np.array_equal(again, other)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_level_uses_the_codebook(fitted, data, kind):
+    codes = fitted[kind].encode(data)
+    for level in range(3):
+        assert len(np.unique(codes[:, level])) >= 0.9 * W, f"level {level}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fit_leaves_global_rng_alone(data, kind):
+    state = torch.random.get_rng_state()
+    build_tokenizer(tiny_config(kind, steps_per_level=2, rqvae_steps=2)).fit(data, seed=0, progress=False)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip(fitted, data, kind, tmp_path):
+    path = tmp_path / "tok.pt"
+    fitted[kind].save(path)
+    loaded = load_tokenizer(path, expected_levels=3, expected_codes=W, expected_dim=data.shape[1])
+    assert loaded.kind == kind
+    assert np.array_equal(loaded.encode(data), fitted[kind].encode(data))
+    assert loaded.reconstruction_error(data) == pytest.approx(fitted[kind].reconstruction_error(data), rel=1e-5)
+    assert [p.name for p in tmp_path.iterdir()] == ["tok.pt"]  # no temp file left behind
+
+
+def test_load_with_other_levels_or_codes_names_file_and_values(fitted, tmp_path):
+    path = tmp_path / "tok.pt"
+    fitted["rkmeans"].save(path)
+    with pytest.raises(ArtifactError, match=r"tok\.pt.*3 x 8.*3 x 256"):
+        load_tokenizer(path, expected_levels=3, expected_codes=256)
+    with pytest.raises(ArtifactError, match=r"tok\.pt.*16-dim.*384-dim"):
+        load_tokenizer(path, expected_dim=384)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a torch file", None])
+def test_corrupt_file_raises_artifact_error(fitted, tmp_path, content):
+    path = tmp_path / "tok.pt"
+    fitted["rqvae"].save(path)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2] if content is None else content)  # None: truncated
+    with pytest.raises(ArtifactError, match=r"tok\.pt"):
+        load_tokenizer(path)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(ArtifactError, match="not found"):
+        load_tokenizer(tmp_path / "nope.pt")
+
+
+def test_unknown_kind_names_value():
+    with pytest.raises(ConfigError, match="'kmeans'"):
+        build_tokenizer(tiny_config("kmeans"))
+
+
+def test_encode_checks_dimension(fitted, data):
+    with pytest.raises(DataError, match="16-dim.*20-dim"):
+        fitted["rvq"].encode(np.zeros((3, 20), dtype=np.float32))
+
+
+def test_fit_needs_at_least_w_items(data):
+    with pytest.raises(DataError, match="8 codes"):
+        build_tokenizer(tiny_config("rkmeans")).fit(data[:5], seed=0, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["rkmeans", "rvq"])
+def test_residual_normalisation_makes_codes_scale_free(data, kind):
+    tok = build_tokenizer(tiny_config(kind)).fit(data, seed=0, progress=False)
+    assert np.array_equal(tok.encode(data), tok.encode(3 * data))
+    raw = build_tokenizer(tiny_config(kind, normalize_residuals=False)).fit(data, seed=0, progress=False)
+    assert not np.array_equal(raw.encode(data), raw.encode(3 * data))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_more_levels_reconstruct_better(data, kind):
+    errors = [
+        build_tokenizer(tiny_config(kind, num_levels=levels)).fit(data, seed=0, progress=False).reconstruction_error(data)
+        for levels in (1, 3)
+    ]
+    total_energy = float((data**2).sum(1).mean())
+    assert errors[1] < errors[0] < total_energy
+
+
+def test_idle_codeword_is_reseeded_onto_a_batch_point():
+    gen = torch.Generator().manual_seed(0)
+    xb = torch.randn(64, 4)
+    codebook = torch.cat([xb[:3], torch.full((1, 4), 100.0)])  # codeword 3 is far from everything
+    idle = torch.zeros(4, dtype=torch.long)
+    for step in range(DEAD_AFTER):
+        codes = ((xb[:, None] - codebook) ** 2).sum(-1).argmin(1)
+        moved = reseed_idle(codebook, idle, torch.bincount(codes, minlength=4), xb, codes, gen)
+        assert (len(moved) > 0) == (step == DEAD_AFTER - 1)
+    assert moved.tolist() == [3]
+    assert ((xb - codebook[3]) ** 2).sum(1).min() == 0  # now sits on a batch point
