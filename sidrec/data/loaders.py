@@ -60,6 +60,7 @@ def read_items_jsonl(path: Path) -> dict[str, dict]:
 def read_p5_sequences(path: Path) -> tuple[list[str], list[list[str]]]:
     """``user item item ...`` per line, items in chronological order; ids must be integers."""
     users, sequences = [], []
+    first_line: dict[str, int] = {}
     with open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
             tokens = line.split()
@@ -70,12 +71,13 @@ def read_p5_sequences(path: Path) -> tuple[list[str], list[list[str]]]:
                     raise DataError(f"{path}:{lineno}: id {tok!r} is not a non-negative integer")
             if len(tokens) < 2:
                 raise DataError(f"{path}:{lineno}: user {tokens[0]!r} has no items")
+            if tokens[0] in first_line:
+                raise DataError(f"{path}:{lineno}: user {tokens[0]!r} already appeared on line {first_line[tokens[0]]}")
+            first_line[tokens[0]] = lineno
             users.append(tokens[0])
             sequences.append(tokens[1:])
     if not users:
         raise DataError(f"{path}: empty sequence file")
-    if len(set(users)) != len(users):
-        raise DataError(f"{path}: a user id appears on more than one line")
     return users, sequences
 
 
