@@ -1,0 +1,38 @@
+import json
+
+import numpy as np
+import pytest
+
+WORDS = ["lipstick", "shampoo", "mascara", "serum", "cleanser", "nail polish", "perfume", "sunscreen",
+         "conditioner", "eyeliner", "moisturizer", "hair dryer", "brush", "toner", "foundation", "lotion"]
+BRANDS = ["Acme", "Lumi", "Rosa", "Nord"]
+
+
+def write_tiny_p5(directory, num_users=60, num_items=40, seed=0):
+    """A small P5-format dataset with item titles: users favour items of one 'topic' so there is
+    something to learn, and every sequence has >= 4 items."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "items.jsonl", "w") as fh:
+        for i in range(1, num_items + 1):
+            title = f"{BRANDS[i % 4]} {WORDS[i % len(WORDS)]} no. {i}"
+            fh.write(json.dumps({"item_id": i, "asin": f"B{i:09d}", "title": title,
+                                 "categories": [["Beauty", WORDS[i % len(WORDS)]]]}) + "\n")
+    with open(directory / "sequences.txt", "w") as fh:
+        for u in range(1, num_users + 1):
+            topic = rng.integers(4)
+            pool = [i for i in range(1, num_items + 1) if i % 4 == topic]
+            seq = rng.choice(pool, size=rng.integers(4, 9), replace=True)
+            fh.write(" ".join(map(str, [u, *seq])) + "\n")
+    return directory
+
+
+@pytest.fixture
+def tiny_p5(tmp_path):
+    return write_tiny_p5(tmp_path / "tiny")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_embedding_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIDREC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

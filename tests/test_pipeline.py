@@ -1,0 +1,111 @@
+"""End to end on a tiny dataset: CLI, artifacts, re-evaluation, mismatched/corrupted artifacts, DDP."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec.checkpoint import check_meta, load_model_file
+from sidrec.cli import main
+from sidrec.errors import ArtifactError
+from sidrec.tokenize.sid_table import SIDTable
+from sidrec.vocab import SIDVocab
+
+TINY = ["preset=tiny", "data.format=p5", "data.name=tiny", "train.max_steps=12", "train.val_every=6"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from conftest import write_tiny_p5
+
+    root = tmp_path_factory.mktemp("e2e")
+    data = write_tiny_p5(root / "data")
+    run_dir = root / "run"
+    os.environ["SIDREC_CACHE_DIR"] = str(root / "cache")
+    assert main(["run", *TINY, f"data.path={data}", f"run_dir={run_dir}"]) == 0
+    return run_dir
+
+
+def test_run_writes_every_artifact_and_metrics(finished_run, capsys):
+    for name in ["config.json", "items.jsonl", "sequences.npz", "dataset.json", "embeddings.npy", "embeddings.json",
+                 "tokenizer.pt", "sid_table.npz", "sid_diagnostics.json", "model.pt", "metrics.json",
+                 "checkpoints/best.ckpt", "logs/metrics.csv"]:
+        assert (finished_run / name).exists(), name
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    for key in ["recall@5", "recall@10", "ndcg@5", "ndcg@10"]:
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["recall@10"] >= metrics["recall@5"] and metrics["steps"] == 12
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["train"]["max_steps"] == 12 and config["data"]["name"] == "tiny"
+    # no temp files left behind by atomic writes
+    assert not list(finished_run.glob(".*.tmp"))
+
+
+def test_evaluate_reproduces_the_run_and_accepts_decode_overrides(finished_run, capsys):
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert main(["evaluate", f"run_dir={finished_run}"]) == 0
+    out = capsys.readouterr().out
+    assert f"recall@10  {metrics['recall@10']:.4f}" in out
+    assert main(["evaluate", f"run_dir={finished_run}", "decode.constrained=false", "stage=valid"]) == 0
+    assert "valid metrics" in capsys.readouterr().out
+
+
+def test_model_file_round_trip_gives_identical_logits(finished_run):
+    model, meta = load_model_file(finished_run / "model.pt")
+    again, _ = load_model_file(finished_run / "model.pt")
+    ids = torch.randint(2, 10, (2, 6))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    dec = torch.ones(2, 1, dtype=torch.long)
+    assert torch.equal(model(ids, mask, dec)[0], again(ids, mask, dec)[0])
+
+
+def test_checkpoint_from_another_sid_table_is_refused(finished_run):
+    _, meta = load_model_file(finished_run / "model.pt")
+    table = SIDTable.load(finished_run / "sid_table.npz")
+    vocab = SIDVocab(tuple(table.level_sizes), 0)
+    check_meta(meta, table.sids, vocab, "model.pt")  # matching table: fine
+    shuffled = table.sids[::-1].copy()
+    with pytest.raises(ArtifactError, match="another SID table"):
+        check_meta(meta, shuffled, vocab, "model.pt")
+    with pytest.raises(ArtifactError, match="vocabulary"):
+        check_meta(meta, table.sids, SIDVocab(tuple(table.level_sizes), 100), "model.pt")
+
+
+def test_corrupted_model_file_is_one_clear_error(finished_run, tmp_path, capsys):
+    broken = tmp_path / "broken_run"
+    broken.mkdir()
+    for f in finished_run.iterdir():
+        if f.is_file():
+            (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "model.pt").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", f"run_dir={broken}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.pt" in err[0] and "corrupted" in err[0]
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    assert main(["run", "preset=tiny", "data.format=p5", f"data.path={tmp_path / 'nowhere'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0]
+    assert main(["run", "model.bogus=1"]) == 2
+    assert "model.bogus" in capsys.readouterr().err
+    assert main(["frobnicate"]) == 2
+
+
+def test_two_process_ddp_on_cpu_trains_disjoint_data(tiny_p5, tmp_path):
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "sidrec.cli", "run", *TINY, f"data.path={tiny_p5}", f"run_dir={run_dir}",
+           "train.accelerator=cpu", "train.devices=2", "train.strategy=ddp", "train.record_sample_ids=true",
+           "train.max_steps=4", "train.val_every=2", "train.batch_size=8"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    seen = [np.load(run_dir / f"train_sample_ids_rank{r}.npy") for r in (0, 1)]
+    assert len(seen[0]) == len(seen[1]) == 4 * 8
+    assert not set(seen[0].tolist()) & set(seen[1].tolist())
+    model, meta = load_model_file(run_dir / "model.pt")
+    assert meta["num_items"] == 40
