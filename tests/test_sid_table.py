@@ -96,10 +96,11 @@ def test_load_rejects_corrupt_or_inconsistent_files(tmp_path):
         SIDTable.load(path)
     edited = table.sids.copy()
     edited[1, 2] = 0  # two items now share a SID
-    write_npz(path, codes=table.codes, sids=edited, dedup=np.array("extra_digit"), level_sizes=np.array(table.level_sizes))
+    header = {"dedup": np.array("extra_digit"), "level_sizes": np.array(table.level_sizes)}
+    write_npz(path, codes=table.codes, sids=edited, **header)
     with pytest.raises(ArtifactError, match="inconsistent"):
         SIDTable.load(path)
-    write_npz(path, codes=table.codes.astype(np.float32), sids=table.sids, dedup=np.array("extra_digit"), level_sizes=np.array(table.level_sizes))
+    write_npz(path, codes=table.codes.astype(np.float32), sids=table.sids, **header)
     with pytest.raises(ArtifactError, match="wrong shapes or types"):
         SIDTable.load(path)
     with pytest.raises(ArtifactError, match="not found"):

@@ -85,7 +85,7 @@ class Tokenizer:
         """Mean over items of the squared L2 distance between an embedding and its reconstruction
         from its codes alone (for unit-norm embeddings: the share of signal energy lost)."""
         x = self._as_tensor(embeddings)
-        total = sum(((chunk - self._reconstruct(self._encode(chunk))) ** 2).sum().item() for chunk in x.split(ENCODE_CHUNK))
+        total = sum(((c - self._reconstruct(self._encode(c))) ** 2).sum().item() for c in x.split(ENCODE_CHUNK))
         return total / len(x)
 
     def save(self, path: str | Path) -> None:
@@ -114,16 +114,17 @@ class Tokenizer:
         payload = _read_payload(path)
         kind = payload["kind"]
         if kind not in KINDS or not issubclass(KINDS[kind], cls):
-            raise ArtifactError(f"{path}: holds a tokenizer of kind {kind!r}, expected {cls.kind or 'one of ' + ', '.join(KINDS)}")
+            expected = cls.kind or "one of " + ", ".join(KINDS)
+            raise ArtifactError(f"{path}: holds a tokenizer of kind {kind!r}, expected {expected}")
         levels, codes, dim = payload["num_levels"], payload["num_codes_per_level"], payload["dim"]
         if (expected_levels is not None and expected_levels != levels) or (
             expected_codes is not None and expected_codes != codes
         ):
-            raise ArtifactError(
-                f"{path}: tokenizer has L x W = {levels} x {codes}, but {expected_levels} x {expected_codes} is expected"
-            )
+            raise ArtifactError(f"{path}: tokenizer has L x W = {levels} x {codes}, "
+                                f"but {expected_levels} x {expected_codes} is expected")
         if expected_dim is not None and expected_dim != dim:
-            raise ArtifactError(f"{path}: tokenizer was fitted on {dim}-dim embeddings, but these are {expected_dim}-dim")
+            raise ArtifactError(f"{path}: tokenizer was fitted on {dim}-dim embeddings, "
+                                f"but these are {expected_dim}-dim")
         known = {f.name for f in dataclasses.fields(TokenizerConfig)}
         cfg = TokenizerConfig(**{k: v for k, v in payload["config"].items() if k in known})
         # The artifact records what was fitted, not where: run wherever this machine allows.
@@ -133,7 +134,8 @@ class Tokenizer:
         try:
             tok._load_state({name: t.to(tok.device) for name, t in payload["state"].items()})
         except (KeyError, RuntimeError, ValueError) as exc:
-            raise ArtifactError(f"{path}: tokenizer state does not match its header ({str(exc).splitlines()[0]})") from None
+            reason = str(exc).splitlines()[0]
+            raise ArtifactError(f"{path}: tokenizer state does not match its header ({reason})") from None
         return tok
 
     # ---- helpers ----------------------------------------------------------------------------

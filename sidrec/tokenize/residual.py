@@ -139,6 +139,7 @@ class ResidualCodebookTokenizer(Tokenizer):
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         codebooks, gains = state["codebooks"], state["gains"]
-        if codebooks.shape != (self.num_levels, self.num_codes_per_level, self.dim) or gains.shape != (self.num_levels,):
+        expected = (self.num_levels, self.num_codes_per_level, self.dim)
+        if codebooks.shape != expected or gains.shape != (self.num_levels,):
             raise ValueError(f"codebooks {tuple(codebooks.shape)}, gains {tuple(gains.shape)}")
         self.codebooks, self.gains = codebooks.float(), gains.float()

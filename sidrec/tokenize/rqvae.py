@@ -40,8 +40,9 @@ class RQVAE(nn.Module):
         self.decoder = mlp([latent, *reversed(hidden), dim])
         self.codebooks = nn.Parameter(torch.zeros(levels, codes, latent))
 
-    def quantise(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """-> codes (B, L), quantised z (B, latent), per-level residuals, codebook loss, commitment loss."""
+    def quantise(self, z: torch.Tensor) -> tuple:
+        """z (B, latent) -> codes (B, L), quantised z (B, latent), the residual each level quantised,
+        codebook loss, commitment loss."""
         codes, residuals, z_q = [], [], torch.zeros_like(z)
         codebook_loss = commit_loss = z.new_zeros(())
         r = z
@@ -76,18 +77,21 @@ class RQVAETokenizer(Tokenizer):
         try:
             self.hidden = [int(w) for w in cfg.rqvae_hidden.split(",") if w.strip()]
         except ValueError:
-            raise ConfigError(f"tokenizer.rqvae_hidden={cfg.rqvae_hidden!r}: expected comma-separated widths, e.g. 512,256") from None
+            raise ConfigError(
+                f"tokenizer.rqvae_hidden={cfg.rqvae_hidden!r}: expected comma-separated widths, e.g. 512,256"
+            ) from None
 
     def _new_model(self) -> RQVAE:
-        cfg = self.cfg
-        return RQVAE(self.dim, self.hidden, cfg.rqvae_latent_dim, self.num_levels, self.num_codes_per_level).to(self.device)
+        model = RQVAE(self.dim, self.hidden, self.cfg.rqvae_latent_dim, self.num_levels, self.num_codes_per_level)
+        return model.to(self.device)
 
     def _fit(self, x: torch.Tensor, gen: torch.Generator, progress: bool) -> None:
         cfg, n = self.cfg, len(x)
         if cfg.whiten:
             self.mean, self.whiten, self.unwhiten = whitening(x)
         else:
-            self.mean, self.whiten, self.unwhiten = x.new_zeros(self.dim), torch.eye(self.dim, device=x.device), torch.eye(self.dim, device=x.device)
+            eye = torch.eye(self.dim, device=x.device)
+            self.mean, self.whiten, self.unwhiten = x.new_zeros(self.dim), eye, eye
         xw = (x - self.mean) @ self.whiten
         with torch.random.fork_rng(devices=[]):  # weight init from our seed, without touching global RNG state
             torch.manual_seed(torch.randint(2**62, (1,), generator=gen).item())
@@ -134,8 +138,9 @@ class RQVAETokenizer(Tokenizer):
 
     def _load_state(self, state: dict[str, torch.Tensor]) -> None:
         self.mean, self.whiten, self.unwhiten = state["mean"], state["whiten"], state["unwhiten"]
-        if self.mean.shape != (self.dim,) or self.whiten.shape != (self.dim, self.dim) or self.unwhiten.shape != (self.dim, self.dim):
-            raise ValueError(f"whitening stats {tuple(self.mean.shape)}, {tuple(self.whiten.shape)} for {self.dim}-dim embeddings")
+        shapes = (tuple(self.mean.shape), tuple(self.whiten.shape), tuple(self.unwhiten.shape))
+        if shapes != ((self.dim,), (self.dim, self.dim), (self.dim, self.dim)):
+            raise ValueError(f"whitening stats of shapes {shapes} for {self.dim}-dim embeddings")
         self.model = self._new_model()
         self.model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
         self.model.eval()

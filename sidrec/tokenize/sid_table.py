@@ -96,7 +96,8 @@ class SIDTable:
         if sids.ndim != 2 or sids.shape[1] != len(self.level_sizes):
             raise ValueError(f"expected (M, {len(self.level_sizes)}) SIDs, got shape {sids.shape}")
         in_range = ((sids >= 0) & (sids < np.asarray(self.level_sizes))).all(1)
-        keys = sid_keys(np.where(in_range[:, None], sids, 0), self.level_sizes)  # out-of-range digits would alias other keys
+        # An out-of-range digit would alias another SID's key: key such rows as 0 and give them no items.
+        keys = sid_keys(np.where(in_range[:, None], sids, 0), self.level_sizes)
         lo = np.searchsorted(self._sorted_keys, keys, side="left")
         hi = np.where(in_range, np.searchsorted(self._sorted_keys, keys, side="right"), lo)
         return lo, hi
@@ -111,7 +112,8 @@ class SIDTable:
         return SIDTable.build(np.concatenate([self.codes, new_codes]), self.num_codes_per_level, self.dedup)
 
     def save(self, path: str | Path) -> None:
-        write_npz(path, codes=self.codes, sids=self.sids, dedup=np.array(self.dedup), level_sizes=np.array(self.level_sizes))
+        write_npz(path, codes=self.codes, sids=self.sids, dedup=np.array(self.dedup),
+                  level_sizes=np.array(self.level_sizes))
 
     @classmethod
     def load(cls, path: str | Path) -> "SIDTable":
@@ -128,15 +130,16 @@ class SIDTable:
         if missing:
             raise ArtifactError(f"{path}: SID table lacks the array(s) {', '.join(missing)}")
         codes, sids, level_sizes = arrays["codes"], arrays["sids"], arrays["level_sizes"]
-        if any(a.ndim != n or not np.issubdtype(a.dtype, np.integer) for a, n in ((codes, 2), (sids, 2), (level_sizes, 1))):
-            raise ArtifactError(f"{path}: SID table arrays have wrong shapes or types "
-                                f"(codes {codes.dtype}{codes.shape}, sids {sids.dtype}{sids.shape}, level_sizes {level_sizes.dtype}{level_sizes.shape})")
-        if len(level_sizes) < codes.shape[1] or len(codes) == 0:
-            raise ArtifactError(f"{path}: SID table has {len(level_sizes)} level sizes for {codes.shape[1]}-level codes")
+        named = {"codes": (codes, 2), "sids": (sids, 2), "level_sizes": (level_sizes, 1)}
+        if any(a.ndim != n or not np.issubdtype(a.dtype, np.integer) for a, n in named.values()):
+            found = ", ".join(f"{k} {a.dtype}{a.shape}" for k, (a, _) in named.items())
+            raise ArtifactError(f"{path}: SID table arrays have wrong shapes or types ({found})")
+        if len(level_sizes) == 0:
+            raise ArtifactError(f"{path}: SID table has no level sizes")
         try:
             table = cls.build(codes, int(level_sizes[0]), str(arrays["dedup"]))
         except (ConfigError, DataError) as exc:
             raise ArtifactError(f"{path}: invalid SID table: {exc}") from None
-        if table.sids.shape != sids.shape or not np.array_equal(table.sids, sids) or table.level_sizes != tuple(level_sizes.tolist()):
-            raise ArtifactError(f"{path}: SID table is inconsistent (its SIDs or level sizes do not follow from its codes)")
+        if not np.array_equal(table.sids, sids) or table.level_sizes != tuple(level_sizes.tolist()):
+            raise ArtifactError(f"{path}: SID table is inconsistent (SIDs or level sizes do not follow from the codes)")
         return table
