@@ -5,7 +5,8 @@
     decode_step(tokens (rows,), cache) -> (logits (rows,V), cache)
     reorder_cache(cache, index (rows',)) -> cache
 
-aux_loss is already scaled by moe_aux_weight (0 for dense models): train on ``cross_entropy + aux_loss``.
+aux_loss is the load-balancing loss averaged over MoE layers (1.0 when balanced, 0 for dense
+models), unweighted: train on ``cross_entropy + moe_aux_weight * aux_loss``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ def build_model(model_cfg: ModelConfig, vocab_size: int, max_source_len: int, ta
         dropout=model_cfg.dropout,
         num_experts=model_cfg.num_experts,
         moe_top_k=model_cfg.moe_top_k,
-        moe_aux_weight=model_cfg.moe_aux_weight,
         max_source_len=max_source_len,
         max_target_len=target_len,
         bos_token_id=BOS,

@@ -14,7 +14,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sidrec.models.layers import SelfAttentionBlock, init_weights, prefix_suffix_attention, select_user_rows
+from sidrec.models.layers import (
+    SelfAttentionBlock,
+    init_weights,
+    pack_if_padded,
+    prefix_suffix_attention,
+    select_user_rows,
+)
 
 
 @dataclass
@@ -28,7 +34,6 @@ class DecoderOnlyConfig:
     dropout: float = 0.1
     num_experts: int = 0  # 0 = dense MLP
     moe_top_k: int = 2
-    moe_aux_weight: float = 0.01  # scale of the returned load-balancing loss
     max_source_len: int = 80  # history tokens (incl. a user token, if any)
     max_target_len: int = 4  # SID tokens per item
     bos_token_id: int = 1  # sidrec.vocab.BOS (model files import only torch)
@@ -77,13 +82,16 @@ class DecoderOnly(nn.Module):
     def _run(
         self, tokens: torch.Tensor, mask: torch.Tensor, kv_sink: list | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal pass over padded sequences; returns the final hidden states (before the norm) and
-        the summed aux loss. Appends each layer's (k, v) to ``kv_sink`` when given."""
+        """Causal pass over padded sequences; returns the final hidden states (B, S, d) before the norm
+        and the summed aux loss. Appends each layer's (k, v) to ``kv_sink`` when given."""
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        packed = pack_if_padded(mask)
+        if packed is not None:
+            tokens, positions = packed.pack(tokens), packed.pack(positions)
         x = self.dropout(self.token_embedding(tokens) + self.positions(positions))
-        length = tokens.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=tokens.device).tril()
-        diagonal = torch.eye(length, dtype=torch.bool, device=tokens.device)
+        length = mask.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+        diagonal = torch.eye(length, dtype=torch.bool, device=mask.device)
         # Every token also sees itself, so leading padding rows are not all -inf (NaN in softmax).
         attn_mask = ((causal & mask[:, None, :]) | diagonal)[:, None]  # (B, 1, S, S)
 
@@ -94,9 +102,9 @@ class DecoderOnly(nn.Module):
 
         aux_losses = []
         for block in self.blocks:
-            x, aux_loss = block(x, attend, token_mask=mask)
+            x, aux_loss = block(x, attend, packed)
             aux_losses.append(aux_loss)
-        return x, torch.stack(aux_losses).sum()
+        return (x if packed is None else packed.unpack(x)), torch.stack(aux_losses).sum()
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.linear(self.norm(hidden), self.token_embedding.weight)
@@ -105,12 +113,12 @@ class DecoderOnly(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, decoder_input_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: logits (B, T, V) where logits[:, j] predicts the token after
-        decoder_input_ids[:, j]; aux_loss is the weighted MoE load-balancing loss (0 if dense)."""
+        decoder_input_ids[:, j]; aux_loss is the MoE load-balancing loss averaged over layers (0 if dense)."""
         tokens = torch.cat([input_ids, decoder_input_ids], dim=1)
         mask = torch.cat([attention_mask, torch.ones_like(decoder_input_ids, dtype=torch.bool)], dim=1)
         hidden, aux_loss = self._run(tokens, mask)
         logits = self._logits(hidden[:, -decoder_input_ids.shape[1] :])
-        return logits, aux_loss * (self.cfg.moe_aux_weight / self.cfg.num_layers)
+        return logits, aux_loss / self.cfg.num_layers
 
     @torch.no_grad()
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, DecoderOnlyCache]:

@@ -20,10 +20,12 @@ import torch.nn.functional as F
 from sidrec.models.layers import (
     AttendFn,
     CrossAttention,
+    Packed,
     SelfAttention,
     SelfAttentionBlock,
     feed_forward,
     init_weights,
+    pack_if_padded,
     sdpa_attend,
     select_user_rows,
 )
@@ -40,7 +42,6 @@ class EncoderDecoderConfig:
     dropout: float = 0.1
     num_experts: int = 0  # 0 = dense MLP
     moe_top_k: int = 2
-    moe_aux_weight: float = 0.01  # scale of the returned load-balancing loss
     max_source_len: int = 80  # history tokens (incl. a user token, if any)
     max_target_len: int = 4  # SID tokens per item
     bos_token_id: int = 1  # sidrec.vocab.BOS (model files import only torch)
@@ -107,39 +108,47 @@ class EncoderDecoder(nn.Module):
         self.decoder_norm = nn.LayerNorm(d)
         init_weights(self, 2 * cfg.num_layers)
 
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, Packed | None, torch.Tensor]:
+        """Encoder output, (N, d) real tokens when ``packed`` else (B, S, d); its packing; summed aux loss."""
         positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        packed = pack_if_padded(attention_mask)
+        if packed is not None:
+            input_ids, positions = packed.pack(input_ids), packed.pack(positions)
         x = self.dropout(self.token_embedding(input_ids) + self.source_positions(positions))
         # A (B, 1, 1, S) key mask: padding queries still see the real keys, so no row is all -inf.
         attend = sdpa_attend(attn_mask=attention_mask[:, None, None, :])
         aux_losses = []
         for block in self.encoder_blocks:
-            x, aux_loss = block(x, attend, token_mask=attention_mask)
+            x, aux_loss = block(x, attend, packed)
             aux_losses.append(aux_loss)
-        return self.encoder_norm(x), torch.stack(aux_losses).sum()
+        return self.encoder_norm(x), packed, torch.stack(aux_losses).sum()
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, decoder_input_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: logits (B, T, V) where logits[:, j] predicts the token after
-        decoder_input_ids[:, j]; aux_loss is the weighted MoE load-balancing loss (0 if dense)."""
-        memory, aux_loss = self.encode(input_ids, attention_mask)
+        decoder_input_ids[:, j]; aux_loss is the MoE load-balancing loss averaged over layers (0 if dense)."""
+        memory, packed, aux_loss = self.encode(input_ids, attention_mask)
         positions = torch.arange(decoder_input_ids.shape[1], device=decoder_input_ids.device)
         x = self.dropout(self.token_embedding(decoder_input_ids) + self.target_positions(positions))
         attend = sdpa_attend(is_causal=True)
         for block in self.decoder_blocks:
-            cross_k, cross_v = block.cross_attn.keys_values(memory)
+            cross_k, cross_v = block.cross_attn.keys_values(memory, packed)
             x, block_aux_loss = block(x, attend, cross_k, cross_v, attention_mask)
             aux_loss = aux_loss + block_aux_loss
         logits = F.linear(self.decoder_norm(x), self.token_embedding.weight)
-        return logits, aux_loss * (self.cfg.moe_aux_weight / (2 * self.cfg.num_layers))
+        return logits, aux_loss / (2 * self.cfg.num_layers)
 
     @torch.no_grad()
-    def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, EncoderDecoderCache]:
+    def prefill(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, EncoderDecoderCache]:
         """Encode once, cache cross-attention K/V per user, and decode BOS: logits (B, V) for the
         first SID token."""
-        memory, _ = self.encode(input_ids, attention_mask)
-        cross = [block.cross_attn.keys_values(memory) for block in self.decoder_blocks]
+        memory, packed, _ = self.encode(input_ids, attention_mask)
+        cross = [block.cross_attn.keys_values(memory, packed) for block in self.decoder_blocks]
         cross_k = torch.stack([k for k, _ in cross])
         cross_v = torch.stack([v for _, v in cross])
         cfg, rows = self.cfg, input_ids.shape[0]

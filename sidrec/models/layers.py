@@ -3,6 +3,10 @@
 Conventions: activations are (batch, time, d_model); attention tensors are (batch, heads, time, d_kv);
 boolean masks are True where attending is allowed (as in ``F.scaled_dot_product_attention``).
 
+Padded batches are packed (``Packed``): token-wise layers (projections, MLPs, norms) run on the real
+tokens only, and attention alone sees the padded (batch, time) layout. Sliding-window histories are
+mostly short, so this skips most of the work on padding.
+
 Dropout is applied to embeddings and to every sublayer output before it joins the residual stream,
 not to attention probabilities: on CPU, attention dropout pushes SDPA off its fused kernel onto the
 math path (about 2.4x slower attention) for a regulariser these small models do not need.
@@ -30,6 +34,27 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     batch, heads, time, d_kv = x.shape
     return x.transpose(1, 2).reshape(batch, time, heads * d_kv)
+
+
+class Packed:
+    """The real tokens of a (B, S) batch (mask True) as rows (N, ...), and back."""
+
+    def __init__(self, mask: torch.Tensor):
+        self.batch_shape = mask.shape
+        self.index = mask.reshape(-1).nonzero().squeeze(1)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, S, ...) -> (N, ...)"""
+        return x.flatten(0, 1).index_select(0, self.index)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, ...) -> (B, S, ...), zeros at padding."""
+        padded = x.new_zeros(self.batch_shape.numel(), *x.shape[1:]).index_copy(0, self.index, x)
+        return padded.view(*self.batch_shape, *x.shape[1:])
+
+
+def pack_if_padded(mask: torch.Tensor) -> Packed | None:
+    return None if bool(mask.all()) else Packed(mask)
 
 
 def sdpa_attend(attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> AttendFn:
@@ -106,9 +131,12 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * num_heads * d_kv, bias=False)  # one matmul for q, k, v
         self.out = nn.Linear(num_heads * d_kv, d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, attend: AttendFn) -> torch.Tensor:
-        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
-        return self.out(merge_heads(attend(q, k, v)))
+    def forward(self, x: torch.Tensor, attend: AttendFn, packed: Packed | None = None) -> torch.Tensor:
+        """x: (B, T, d), or (N, d) real tokens when ``packed``."""
+        qkv = self.qkv(x) if packed is None else packed.unpack(self.qkv(x))
+        q, k, v = (split_heads(t, self.num_heads) for t in qkv.chunk(3, dim=-1))
+        out = merge_heads(attend(q, k, v))
+        return self.out(out if packed is None else packed.pack(out))
 
 
 class CrossAttention(nn.Module):
@@ -119,8 +147,10 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(d_model, 2 * num_heads * d_kv, bias=False)
         self.out = nn.Linear(num_heads * d_kv, d_model, bias=False)
 
-    def keys_values(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = self.kv(memory).chunk(2, dim=-1)
+    def keys_values(self, memory: torch.Tensor, packed: Packed | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory: (B, S, d), or (N, d) real tokens when ``packed``; returns k, v (B, H, S, D)."""
+        kv = self.kv(memory) if packed is None else packed.unpack(self.kv(memory))
+        k, v = kv.chunk(2, dim=-1)
         return split_heads(k, self.num_heads), split_heads(v, self.num_heads)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
@@ -129,15 +159,16 @@ class CrossAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Dense feed-forward. ReLU as in T5: on CPU it is about twice as fast as GELU at this width."""
+    """Dense feed-forward. ReLU as in T5: on CPU it is about twice as fast as GELU at this width; in
+    place, since the up-projection's output is not needed for its backward (saves a (N, d_ff) buffer)."""
 
     def __init__(self, d_model: int, d_ff: int):
         super().__init__()
         self.up = nn.Linear(d_model, d_ff, bias=False)
         self.down = nn.Linear(d_ff, d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.down(F.relu(self.up(x))), x.new_zeros(())
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.down(F.relu_(self.up(x))), x.new_zeros(())
 
 
 class MoEMLP(nn.Module):
@@ -147,7 +178,7 @@ class MoEMLP(nn.Module):
     k = 1 the raw probability is kept so the router still gets a gradient from the main loss
     (Switch). The auxiliary loss is Switch's ``E * sum_e f_e * p_e`` (f_e: share of routed slots
     sent to expert e, p_e: mean router probability of e), 1.0 when perfectly balanced.
-    Padding tokens (token_mask False) are neither routed nor counted; their output is zero.
+    Padding never reaches it (packed batches).
     """
 
     def __init__(self, d_model: int, d_ff: int, num_experts: int, top_k: int):
@@ -158,10 +189,8 @@ class MoEMLP(nn.Module):
         self.router = nn.Linear(d_model, num_experts, bias=False)
         self.experts = nn.ModuleList(MLP(d_model, d_ff) for _ in range(num_experts))
 
-    def forward(self, x: torch.Tensor, token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = x.reshape(-1, x.shape[-1])
-        token_ids = None if token_mask is None else token_mask.reshape(-1).nonzero().squeeze(1)
-        tokens = flat if token_ids is None else flat[token_ids]
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = x.reshape(-1, x.shape[-1])
 
         probs = self.router(tokens).float().softmax(dim=-1)  # (N, E)
         gates, experts = probs.topk(self.top_k, dim=-1)  # (N, k)
@@ -184,10 +213,7 @@ class MoEMLP(nn.Module):
         slot_share = counts.float() / slot_experts.numel()
         aux_loss = len(self.experts) * (slot_share * probs.mean(dim=0)).sum()
 
-        if token_ids is None:
-            return routed.view_as(x), aux_loss
-        out = torch.zeros_like(flat).index_copy(0, token_ids, routed)
-        return out.view_as(x), aux_loss
+        return routed.view_as(x), aux_loss
 
 
 def feed_forward(d_model: int, d_ff: int, num_experts: int, top_k: int) -> nn.Module:
@@ -208,10 +234,11 @@ class SelfAttentionBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(
-        self, x: torch.Tensor, attend: AttendFn, token_mask: torch.Tensor | None = None
+        self, x: torch.Tensor, attend: AttendFn, packed: Packed | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        x = x + self.dropout(self.attn(self.attn_norm(x), attend))
-        ffn_out, aux_loss = self.ffn(self.ffn_norm(x), token_mask)
+        """x: (B, T, d), or (N, d) real tokens when ``packed``."""
+        x = x + self.dropout(self.attn(self.attn_norm(x), attend, packed))
+        ffn_out, aux_loss = self.ffn(self.ffn_norm(x))
         return x + self.dropout(ffn_out), aux_loss
 
 
