@@ -30,15 +30,20 @@ def tiny_model(arch: str, num_experts: int = 0, dropout: float = 0.0, seed: int 
     return build_model(cfg, vocab_size=VOCAB, max_source_len=SOURCE_LEN, target_len=TARGET_LEN)
 
 
-def padded_batch(lengths: list[int], left: bool = True, seed: int = 1):
-    """Random histories of the given lengths, padded to SOURCE_LEN (left by default), and targets."""
+def padded_batch(lengths: list[int], layout: str = "left", seed: int = 1):
+    """Random histories of the given lengths padded to SOURCE_LEN, and targets. Layouts: padding on
+    the left or right, or ``user_token``: a first real token, then padding, then the history (as
+    sidrec.batching lays out TIGER's user token)."""
     gen = torch.Generator().manual_seed(seed)
     input_ids = torch.full((len(lengths), SOURCE_LEN), PAD)
     mask = torch.zeros(len(lengths), SOURCE_LEN, dtype=torch.bool)
     for row, n in enumerate(lengths):
-        span = slice(SOURCE_LEN - n, SOURCE_LEN) if left else slice(0, n)
+        span = slice(0, n) if layout == "right" else slice(SOURCE_LEN - n, SOURCE_LEN)
         input_ids[row, span] = torch.randint(2, VOCAB, (n,), generator=gen)
         mask[row, span] = True
+        if layout == "user_token":
+            input_ids[row, 0] = VOCAB - 1
+            mask[row, 0] = True
     targets = torch.randint(2, VOCAB, (len(lengths), TARGET_LEN), generator=gen)
     return input_ids, mask, targets
 
@@ -70,11 +75,11 @@ def test_build_model_maps_config():
 
 
 @pytest.mark.parametrize("num_experts", [0, 4])
-@pytest.mark.parametrize("left", [True, False])
+@pytest.mark.parametrize("layout", ["left", "right", "user_token"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_padded_row_matches_unpadded_row_alone(arch, left, num_experts):
+def test_padded_row_matches_unpadded_row_alone(arch, layout, num_experts):
     model = tiny_model(arch, num_experts).eval()
-    input_ids, mask, targets = padded_batch([SOURCE_LEN, 4, 1], left=left)
+    input_ids, mask, targets = padded_batch([SOURCE_LEN - 1, 4, 1], layout=layout)
     logits, _ = model(input_ids, mask, shift_right(targets))
     for row in range(3):
         alone_ids = input_ids[row : row + 1, mask[row]]
@@ -89,7 +94,7 @@ def test_cached_decoding_matches_teacher_forcing(arch, num_experts):
     """Beam-search-like use: prefill per user, expand to beams, reorder beams (within and across
     users), and compare every step with the teacher-forced forward of each row's prefix."""
     model = tiny_model(arch, num_experts).eval()
-    input_ids, mask, _ = padded_batch([SOURCE_LEN, 5, 2])
+    input_ids, mask, _ = padded_batch([SOURCE_LEN - 1, 5, 2], layout="user_token")
     beams = 2
     logits, cache = model.prefill(input_ids, mask)
     expected, _ = model(input_ids, mask, torch.full((3, 1), BOS))
@@ -122,13 +127,14 @@ def test_cached_decoding_matches_teacher_forcing(arch, num_experts):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_mixture_of_experts_balances_and_uses_several_experts(arch):
     model = tiny_model(arch, num_experts=4)
+    moe = model.encoder_blocks[0].ffn if arch == "encoder_decoder" else model.blocks[0].ffn
+    used = set()
+    for index, expert in enumerate(moe.experts):
+        expert.register_forward_hook(lambda module, args, out, index=index: used.add(index))
     input_ids, mask, targets = padded_batch([12, 9, 7, 3])
     logits, aux_loss = model(input_ids, mask, shift_right(targets))
     assert aux_loss.item() > 0
-    moe = model.encoder_blocks[0].ffn if arch == "encoder_decoder" else model.blocks[0].ffn
-    tokens = torch.randn(64, 32)
-    chosen = moe.router(tokens).topk(moe.top_k, dim=-1).indices
-    assert chosen.unique().numel() >= 3
+    assert len(used) >= 3
     (F.cross_entropy(logits.flatten(0, 1), targets.flatten()) + aux_loss).backward()
     assert moe.router.weight.grad.abs().sum() > 0
 

@@ -9,7 +9,7 @@ mostly short, so this skips most of the work on padding.
 
 Dropout is applied to embeddings and to every sublayer output before it joins the residual stream,
 not to attention probabilities: on CPU, attention dropout pushes SDPA off its fused kernel onto the
-math path (about 2.4x slower attention) for a regulariser these small models do not need.
+slower math path, for a regulariser these small models do not need.
 """
 
 from __future__ import annotations
