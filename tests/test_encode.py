@@ -102,7 +102,11 @@ def test_cache_reuses_embeddings_and_keys_on_inputs(tiny_t5, tmp_path, monkeypat
     monkeypatch.setenv(encode.CACHE_ENV, str(tmp_path / "sidrec-cache"))
     calls = []
     real_embed = encode.embed_items
-    monkeypatch.setattr(encode, "embed_items", lambda texts, cfg, progress: calls.append(1) or real_embed(texts, cfg, progress))
+    def counting_embed(texts, cfg, progress):
+        calls.append(1)
+        return real_embed(texts, cfg, progress)
+
+    monkeypatch.setattr(encode, "embed_items", counting_embed)
     cfg = EncoderConfig(model=tiny_t5)
 
     first, meta = load_or_embed("datasethash", "Title: {title}", CORPUS, cfg, progress=False)

@@ -42,7 +42,8 @@ def random_sequences(seed: int) -> list[list[int]]:
     return [rng.integers(0, 30, size=rng.integers(3, 25)).tolist() for _ in range(40)]
 
 
-@pytest.mark.parametrize("sequences", [SMALL, random_sequences(0), random_sequences(1)], ids=["small", "random0", "random1"])
+@pytest.mark.parametrize("sequences", [SMALL, random_sequences(0), random_sequences(1)],
+                         ids=["small", "random0", "random1"])
 @pytest.mark.parametrize("max_history", [1, 3, 20])
 @pytest.mark.parametrize("sliding_window", [True, False])
 def test_training_samples_match_a_plain_loop(sequences, max_history, sliding_window):

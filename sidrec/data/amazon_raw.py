@@ -61,7 +61,9 @@ def find_files(path: Path, name: str) -> tuple[Path, Path]:
 
 def _pick_category(candidates: list[Path], name: str, directory: Path) -> Path:
     if not candidates:
-        raise DataError(f"{directory}: no Amazon review file here (reviews_<Category>_5.json.gz or <Category>_5.json.gz)")
+        raise DataError(
+            f"{directory}: no Amazon review file here (reviews_<Category>_5.json.gz or <Category>_5.json.gz)"
+        )
     if len(candidates) == 1:
         return candidates[0]
     categories = {p: REVIEW_FILE.match(p.name)["category"].lower() for p in candidates}
