@@ -1,7 +1,10 @@
 import json
+import os
 
 import numpy as np
 import pytest
+
+TINY = ["preset=tiny", "data.format=p5", "data.name=tiny", "train.max_steps=12", "train.val_every=6"]
 
 WORDS = ["lipstick", "shampoo", "mascara", "serum", "cleanser", "nail polish", "perfume", "sunscreen",
          "conditioner", "eyeliner", "moisturizer", "hair dryer", "brush", "toner", "foundation", "lotion"]
@@ -36,3 +39,23 @@ def tiny_p5(tmp_path):
 def _isolated_embedding_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SIDREC_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """One tiny end-to-end run through the CLI, shared by the tests that inspect a finished run."""
+    from sidrec.cli import main
+
+    root = tmp_path_factory.mktemp("e2e")
+    data = write_tiny_p5(root / "data")
+    run_dir = root / "run"
+    old = os.environ.get("SIDREC_CACHE_DIR")
+    os.environ["SIDREC_CACHE_DIR"] = str(root / "cache")
+    try:
+        assert main(["run", *TINY, f"data.path={data}", f"run_dir={run_dir}"]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("SIDREC_CACHE_DIR", None)
+        else:
+            os.environ["SIDREC_CACHE_DIR"] = old
+    return run_dir

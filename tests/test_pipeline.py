@@ -15,19 +15,7 @@ from sidrec.errors import ArtifactError
 from sidrec.tokenize.sid_table import SIDTable
 from sidrec.vocab import SIDVocab
 
-TINY = ["preset=tiny", "data.format=p5", "data.name=tiny", "train.max_steps=12", "train.val_every=6"]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    from conftest import write_tiny_p5
-
-    root = tmp_path_factory.mktemp("e2e")
-    data = write_tiny_p5(root / "data")
-    run_dir = root / "run"
-    os.environ["SIDREC_CACHE_DIR"] = str(root / "cache")
-    assert main(["run", *TINY, f"data.path={data}", f"run_dir={run_dir}"]) == 0
-    return run_dir
+from conftest import TINY
 
 
 def test_run_writes_every_artifact_and_metrics(finished_run, capsys):

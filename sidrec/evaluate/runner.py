@@ -22,8 +22,11 @@ from sidrec.vocab import SIDVocab
 class Ranker:
     """Everything needed besides the network to turn histories into ranked item lists."""
 
-    def __init__(self, sid_table: SIDTable, vocab: SIDVocab, decode: DecodeConfig, device="cpu"):
+    def __init__(self, sid_table: SIDTable, vocab: SIDVocab, decode: DecodeConfig, device="cpu",
+                 fallback_items: np.ndarray | None = None):
         self.sid_table, self.vocab, self.decode = sid_table, vocab, decode
+        # Ranked items for users with an empty history (e.g. by popularity); the model needs >= 1 item.
+        self.fallback_items = fallback_items
         sid_tokens = vocab.sid_to_tokens(sid_table.sids)
         self.batcher = TokenBatcher(sid_tokens, vocab, device)
         self.trie = PrefixTrie.from_sids(sid_tokens) if decode.constrained else None
@@ -38,14 +41,32 @@ class Ranker:
 
     @torch.no_grad()
     def rank(self, model, histories: torch.Tensor, users: torch.Tensor, k: int,
-             rng: np.random.Generator) -> np.ndarray:
-        """(B, H) item histories (-1 = padding) -> (B, k) item indices, -1 where fewer were found."""
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(B, H) item histories (-1 = padding) -> (B, k) item indices (-1 where fewer were found) and
+        their beam scores (log-probability of the SID; -inf where no item, nan for fallback items).
+
+        Rows with an empty history get ``fallback_items[:k]``; without a fallback they are an error."""
         histories = histories.to(self.device)
+        empty = (histories < 0).all(dim=1).cpu().numpy()
+        ranked = np.full((len(histories), k), -1, dtype=np.int64)
+        scores = np.full((len(histories), k), -np.inf, dtype=np.float32)
+        if empty.any():
+            if self.fallback_items is None:
+                raise ValueError(f"{int(empty.sum())} histories are empty and this ranker has no fallback items")
+            fallback = self.fallback_items[:k]
+            ranked[empty, : len(fallback)] = fallback
+            scores[empty, : len(fallback)] = np.nan
+        if empty.all():
+            return ranked, scores
+        keep = torch.as_tensor(~empty, device=histories.device)
+        histories, users = histories[keep], (users[keep.to(users.device)] if users is not None else None)
         input_ids, mask = self.batcher.inputs(histories, users)
         exclude = histories if self.decode.exclude_history else None
-        items, _ = recommend(model, input_ids, mask, self.vocab, self.trie, self.sid_table.lookup, k=k,
-                             num_beams=max(self.decode.num_beams, k), exclude=exclude, rng=rng)
-        return np.asarray(items.cpu() if isinstance(items, torch.Tensor) else items)
+        items, item_scores = recommend(model, input_ids, mask, self.vocab, self.trie, self.sid_table.lookup, k=k,
+                                       num_beams=max(self.decode.num_beams, k), exclude=exclude, rng=rng)
+        ranked[~empty] = items.cpu().numpy()
+        scores[~empty] = item_scores.float().cpu().numpy()
+        return ranked, scores
 
 
 def rank_samples(model, ranker: Ranker, samples: Samples, k: int, batch_size: int, seed: int,
@@ -57,7 +78,7 @@ def rank_samples(model, ranker: Ranker, samples: Samples, k: int, batch_size: in
     for start in tqdm(range(0, len(samples), batch_size), desc=desc, disable=not progress, leave=False):
         sl = slice(start, start + batch_size)
         ranked.append(ranker.rank(model, torch.from_numpy(samples.histories[sl]),
-                                  torch.from_numpy(samples.users[sl]), k, rng))
+                                  torch.from_numpy(samples.users[sl]), k, rng)[0])
     model.train(was_training)
     return np.concatenate(ranked) if ranked else np.zeros((0, k), dtype=np.int64)
 

@@ -44,7 +44,7 @@ class GenerativeRecommender(L.LightningModule):
 
     def _rank_step(self, batch):
         rng = np.random.default_rng((self.cfg.seed, self.global_step, len(self._ranked)))
-        ranked = self.ranker.rank(self.model, batch["histories"], batch["users"], max(self.ks), rng)
+        ranked, _ = self.ranker.rank(self.model, batch["histories"], batch["users"], max(self.ks), rng)
         self._ranked.append(ranked)
         self._targets.append(batch["targets"].cpu().numpy())
 
