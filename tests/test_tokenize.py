@@ -95,6 +95,8 @@ def test_load_with_other_levels_or_codes_names_file_and_values(fitted, tmp_path)
     fitted["rkmeans"].save(path)
     with pytest.raises(ArtifactError, match=r"tok\.pt.*3 x 8.*3 x 256"):
         load_tokenizer(path, expected_levels=3, expected_codes=256)
+    with pytest.raises(ArtifactError, match=r"3 x 8, but 4 x 8 is expected"):
+        load_tokenizer(path, expected_levels=4)
     with pytest.raises(ArtifactError, match=r"tok\.pt.*16-dim.*384-dim"):
         load_tokenizer(path, expected_dim=384)
 
@@ -106,6 +108,17 @@ def test_corrupt_file_raises_artifact_error(fitted, tmp_path, content):
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) // 2] if content is None else content)  # None: truncated
     with pytest.raises(ArtifactError, match=r"tok\.pt"):
+        load_tokenizer(path)
+
+
+@pytest.mark.parametrize("kind, tensor", [("rkmeans", "codebooks"), ("rqvae", "model.codebooks")])
+def test_state_that_contradicts_header_raises_artifact_error(fitted, tmp_path, kind, tensor):
+    path = tmp_path / "tok.pt"
+    fitted[kind].save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["state"][tensor] = payload["state"][tensor][:, :4]  # 4 codes per level, header says 8
+    torch.save(payload, path)
+    with pytest.raises(ArtifactError, match=r"tok\.pt: tokenizer state does not match"):
         load_tokenizer(path)
 
 

@@ -69,7 +69,8 @@ class Tokenizer:
                 f"lower tokenizer.num_codes_per_level"
             )
         self.dim = x.shape[1]
-        # All randomness comes from this CPU generator, so a seed gives the same codes on CPU and GPU.
+        # All randomness comes from this CPU generator: a seed makes the same draws on CPU and GPU
+        # (codes can still differ there, where float rounding tips a near-tie).
         gen = torch.Generator().manual_seed(seed)
         self._fit(x, gen, progress)
         return self
@@ -117,11 +118,11 @@ class Tokenizer:
             expected = cls.kind or "one of " + ", ".join(KINDS)
             raise ArtifactError(f"{path}: holds a tokenizer of kind {kind!r}, expected {expected}")
         levels, codes, dim = payload["num_levels"], payload["num_codes_per_level"], payload["dim"]
-        if (expected_levels is not None and expected_levels != levels) or (
-            expected_codes is not None and expected_codes != codes
-        ):
+        want_levels = levels if expected_levels is None else expected_levels
+        want_codes = codes if expected_codes is None else expected_codes
+        if (want_levels, want_codes) != (levels, codes):
             raise ArtifactError(f"{path}: tokenizer has L x W = {levels} x {codes}, "
-                                f"but {expected_levels} x {expected_codes} is expected")
+                                f"but {want_levels} x {want_codes} is expected")
         if expected_dim is not None and expected_dim != dim:
             raise ArtifactError(f"{path}: tokenizer was fitted on {dim}-dim embeddings, "
                                 f"but these are {expected_dim}-dim")
@@ -182,6 +183,8 @@ def _read_payload(path: Path) -> dict:
     header = ("kind", "num_levels", "num_codes_per_level", "dim", "config", "state")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT or any(k not in payload for k in header):
         raise ArtifactError(f"{path}: not a sidrec tokenizer file")
+    if not isinstance(payload["config"], dict) or not isinstance(payload["state"], dict):
+        raise ArtifactError(f"{path}: tokenizer file has a malformed config or state")
     if payload.get("version") != VERSION:
         raise ArtifactError(f"{path}: tokenizer file version {payload.get('version')}, this sidrec reads {VERSION}")
     return payload
