@@ -12,9 +12,15 @@ Ends with one line: ``tokenize_beauty: embed_s=... rkmeans_s=... rvq_s=... rqvae
 
 from __future__ import annotations
 
+import os
+import sys
+
+# This file's name shadows the standard library's `tokenize` when run as a script: keep its folder
+# off the import path so later `import tokenize` (linecache, inspect) finds the real module.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 import argparse
 import json
-import os
 import platform
 import tempfile
 import time

@@ -138,13 +138,15 @@ class RunConfig:
 PRESETS: dict[str, dict[str, str]] = {
     # The paper's configuration (meant for a GPU).
     "paper": {},
-    # Same model, fewer steps and a validation subsample, so the main job fits 15 minutes on 2 CPU cores.
+    # Same model, far fewer steps and a validation subsample, so the main job fits 15 minutes on
+    # 2 CPU cores (about 1-2 s per training step there). max_minutes is a safety cap for slow machines.
     "cpu": {
         "tokenizer.steps_per_level": "300",
-        "train.max_steps": "1500",
-        "train.val_every": "250",
-        "train.val_max_users": "2000",
-        "train.max_minutes": "9",
+        "tokenizer.rqvae_steps": "2000",
+        "train.max_steps": "400",
+        "train.val_every": "100",
+        "train.val_max_users": "1000",
+        "train.max_minutes": "8",
     },
     # Seconds-long runs for tests and CI.
     "tiny": {

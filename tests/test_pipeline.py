@@ -97,3 +97,14 @@ def test_two_process_ddp_on_cpu_trains_disjoint_data(tiny_p5, tmp_path):
     assert not set(seen[0].tolist()) & set(seen[1].tolist())
     model, meta = load_model_file(run_dir / "model.pt")
     assert meta["num_items"] == 40
+
+
+def test_embeddings_with_wrong_row_count_are_refused(tiny_p5, tmp_path):
+    from sidrec.config import build_config
+    from sidrec.pipeline import embed, prepare
+
+    cfg = build_config([*TINY, f"data.path={tiny_p5}", f"run_dir={tmp_path}"])
+    dataset = prepare(cfg, tmp_path)
+    np.save(tmp_path / "embeddings.npy", np.zeros((dataset.num_items - 1, 8), dtype=np.float32))
+    with pytest.raises(ArtifactError, match=f"embeddings.npy: {dataset.num_items - 1} rows but the item table has 40"):
+        embed(cfg, tmp_path, dataset)
