@@ -22,7 +22,7 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) benchmarks/tokenize.py
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/tokenize_beauty.py
 
 clean:
 	rm -rf $(VENV) runs

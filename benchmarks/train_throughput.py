@@ -18,13 +18,6 @@ full histories (the conservative case).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Scripts run from benchmarks/ have it first on sys.path, where tokenize.py would shadow the
-# standard library module of that name (imported by inspect, hence by torch).
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import statistics
 import time

@@ -4,23 +4,17 @@ Reports the embedding time (default encoder, cold cache), then for each tokenize
 fit+encode time and the SID diagnostics (per-level utilisation, perplexity, collisions,
 reconstruction error), and checks that extra-digit de-dup gives every item a unique SID.
 
-    python benchmarks/tokenize.py                      # all three tokenizers, 3x256
-    python benchmarks/tokenize.py --tokenizers rkmeans --rqvae-steps 3000
+    python benchmarks/tokenize_beauty.py                      # all three tokenizers, 3x256
+    python benchmarks/tokenize_beauty.py --tokenizers rkmeans --rqvae-steps 3000
 
 Ends with one line: ``tokenize_beauty: embed_s=... rkmeans_s=... rvq_s=... rqvae_s=... min_util=... unique_sids=...``.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
-# This file's name shadows the standard library's `tokenize` when run as a script: keep its folder
-# off the import path so later `import tokenize` (linecache, inspect) finds the real module.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
-
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
