@@ -143,8 +143,8 @@ PRESETS: dict[str, dict[str, str]] = {
     "cpu": {
         "tokenizer.steps_per_level": "300",
         "tokenizer.rqvae_steps": "2000",
-        "train.max_steps": "400",
-        "train.val_every": "100",
+        "train.max_steps": "250",
+        "train.val_every": "50",
         "train.val_max_users": "1000",
         "train.max_minutes": "8",
     },
