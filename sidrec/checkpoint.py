@@ -53,6 +53,8 @@ def check_meta(meta: dict, sids: np.ndarray, vocab: SIDVocab, source: str) -> No
     """A model is only meaningful with the SID table it was trained on."""
     if SIDVocab.from_dict(meta["vocab"]) != vocab:
         raise ArtifactError(f"{source}: model vocabulary {meta['vocab']} does not match the run's {vocab.to_dict()}")
+    # Cold-start items (sidrec.cold_start) are appended after the rows the model was trained on.
+    sids = sids[: meta.get("num_items", len(sids))]
     if meta["sid_fingerprint"] != sid_fingerprint(sids):
         raise ArtifactError(
             f"{source}: model was trained on another SID table (fingerprint {meta['sid_fingerprint']} != "

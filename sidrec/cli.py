@@ -6,6 +6,8 @@ Commands:
   prepare    load the dataset into the run directory and print its statistics
   tokenize   prepare -> embed -> tokenize, print the SID diagnostics
   evaluate   re-evaluate a finished run: ``sidrec evaluate run_dir=runs/... [decode.num_beams=20 ...]``
+  serve      HTTP service over a finished run: ``sidrec serve run_dir=runs/... [port=8000 max_batch=64 ...]``
+  add-items  cold start: ``sidrec add-items run_dir=runs/... items=new_items.jsonl`` (no retraining)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sidrec.config import PRESETS, build_config, load_config, parse_overrides
 from sidrec.errors import SidrecError
 
 COMMANDS = ("run", "train", "prepare", "tokenize", "evaluate")
+COMMANDS += ("serve", "add-items")
 
 
 def _split_seeds(args: list[str]) -> tuple[list[int] | None, int, list[str]]:
@@ -130,6 +133,30 @@ def cmd_evaluate(args: list[str]) -> None:
     print(format_metrics(metrics, title=f"{stage} metrics ({run_dir})"))
 
 
+def cmd_serve(args: list[str]) -> None:
+    from sidrec.serve import main as serve_main
+
+    serve_main(args)
+
+
+def cmd_add_items(args: list[str]) -> None:
+    from sidrec.cold_start import add_items, read_items_file
+    from sidrec.errors import ConfigError
+
+    pairs = dict(parse_overrides(args))
+    if "run_dir" not in pairs or "items" not in pairs:
+        raise ConfigError("sidrec add-items needs run_dir=<a finished run directory> items=<new items .jsonl>")
+    run_dir = Path(pairs.pop("run_dir"))
+    new_items = read_items_file(pairs.pop("items"))
+    cfg = build_config([f"{k}={v}" for k, v in pairs.items()], base=load_config(run_dir / "config.json"))
+    result = add_items(run_dir, new_items, cfg)
+    for index in result.added:
+        item = result.dataset.items[index]
+        print(f"{item['item_id']}\tindex {index}\tSID {result.sid_table.sids[index].tolist()}")
+    print(f"added {len(result.added)} items to {run_dir} (now {result.dataset.num_items} items, "
+          f"catalog generation {result.generation}); no retraining needed")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -138,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     command, args = argv[0], argv[1:]
     handlers = {"run": cmd_run, "train": cmd_run, "prepare": cmd_prepare, "tokenize": cmd_tokenize,
                 "evaluate": cmd_evaluate}
+    handlers.update({"serve": cmd_serve, "add-items": cmd_add_items})
     if command not in handlers:
         print(f"error: unknown command {command!r} (have: {', '.join(COMMANDS)})", file=sys.stderr)
         return 2

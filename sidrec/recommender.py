@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from sidrec.checkpoint import check_meta, load_model_file
-from sidrec.config import RunConfig, load_config
+from sidrec.config import RunConfig, build_config, load_config
 from sidrec.data.dataset import Dataset
 from sidrec.data.split import PAD_ITEM, training_items
-from sidrec.errors import DataError
+from sidrec.errors import ArtifactError, DataError
 from sidrec.evaluate.runner import Ranker
 from sidrec.tokenize.sid_table import SIDTable
 from sidrec.vocab import SIDVocab
@@ -36,27 +36,58 @@ class Recommendation:
 
 class Recommender:
     def __init__(self, cfg: RunConfig, dataset: Dataset, sid_table: SIDTable, model: torch.nn.Module,
-                 device: str = "cpu"):
-        self.cfg, self.dataset, self.sid_table, self.model = cfg, dataset, sid_table, model.to(device).eval()
-        vocab = SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens)
+                 device: str = "cpu", run_dir: str | Path | None = None, embeddings: np.ndarray | None = None):
+        self.cfg, self.model, self.device = cfg, model.to(device).eval(), device
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.rng = np.random.default_rng(cfg.seed)
+        self._set_catalog(dataset, sid_table, embeddings)
+
+    def _set_catalog(self, dataset: Dataset, sid_table: SIDTable, embeddings: np.ndarray | None) -> None:
+        """Item table, SID table, trie and lookups (rebuilt when cold-start items are added)."""
+        if dataset.num_items != sid_table.num_items:
+            raise ArtifactError(f"the item table has {dataset.num_items} items but the SID table {sid_table.num_items}")
+        if embeddings is not None and len(embeddings) != dataset.num_items:
+            raise ArtifactError(f"{len(embeddings)} embeddings for {dataset.num_items} items")
+        vocab = SIDVocab(tuple(sid_table.level_sizes), self.cfg.model.num_user_tokens)
         # Empty histories (documented fallback): the most popular items of the training interactions.
         counts = np.bincount(training_items(dataset), minlength=dataset.num_items)
         popular = np.argsort(-counts, kind="stable")
-        self.ranker = Ranker(sid_table, vocab, cfg.decode, device, fallback_items=popular)
-        self.item_index = dataset.item_index()
-        self.item_index.update({item["asin"]: i for i, item in enumerate(dataset.items) if item.get("asin")})
+        ranker = Ranker(sid_table, vocab, self.cfg.decode, self.device, fallback_items=popular)
+        item_index = dataset.item_index()
+        item_index.update({item["asin"]: i for i, item in enumerate(dataset.items) if item.get("asin")})
+        self.dataset, self.sid_table, self.ranker, self.item_index = dataset, sid_table, ranker, item_index
         self.user_index = {u: i for i, u in enumerate(dataset.user_ids)}
-        self.rng = np.random.default_rng(cfg.seed)
+        self._embeddings, self._unit_embeddings = embeddings, None
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> "Recommender":
+    def load(cls, run_dir: str | Path, device: str = "cpu", overrides: list[str] | None = None) -> "Recommender":
+        """``overrides``: ``key=value`` config overrides on top of the run's config.json (e.g. decode.num_beams=20)."""
+        from sidrec.cold_start import load_catalog
+
         run_dir = Path(run_dir)
         cfg = load_config(run_dir / "config.json")
-        sid_table = SIDTable.load(run_dir / "sid_table.npz")
+        if overrides:
+            cfg = build_config(list(overrides), base=cfg)
+        dataset, sid_table, embeddings = load_catalog(run_dir)
         model, meta = load_model_file(run_dir / "model.pt")
         check_meta(meta, sid_table.sids, SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens),
                    str(run_dir / "model.pt"))
-        return cls(cfg, Dataset.load(run_dir), sid_table, model, device)
+        return cls(cfg, dataset, sid_table, model, device, run_dir, embeddings)
+
+    def with_catalog(self, dataset: Dataset, sid_table: SIDTable, embeddings: np.ndarray | None = None) -> "Recommender":
+        """A new Recommender sharing this one's model and config over another catalog (serving swaps it in)."""
+        return Recommender(self.cfg, dataset, sid_table, self.model, self.device, self.run_dir, embeddings)
+
+    def index_of(self, item) -> int:
+        """Internal index of an item given by its item id or ASIN; DataError if unknown."""
+        index = self.item_index.get(str(item))
+        if index is None:
+            raise DataError(f"item {item!r} is not in the catalog")
+        return index
+
+    def describe(self, item) -> Recommendation:
+        """The item (by id or ASIN) as a Recommendation with score nan."""
+        return self._describe(self.index_of(item), float("nan"))
 
     def _indices(self, history: list, row: int) -> list[int]:
         indices = []
@@ -103,3 +134,44 @@ class Recommender:
         item = self.dataset.items[index]
         return Recommendation(index, item["item_id"], item.get("asin"), item.get("title"),
                               self.sid_table.sids[index].tolist(), score)
+
+    # --- similar items ------------------------------------------------------------------------
+    def _unit(self) -> np.ndarray | None:
+        if self._unit_embeddings is None:
+            emb = self._embeddings
+            if emb is None and self.run_dir is not None and (self.run_dir / "embeddings.npy").exists():
+                emb = np.load(self.run_dir / "embeddings.npy", mmap_mode="r")
+            if emb is None or len(emb) != self.dataset.num_items:
+                return None
+            emb = np.asarray(emb, dtype=np.float32)
+            self._unit_embeddings = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return self._unit_embeddings
+
+    def similar_items(self, item, k: int = 10) -> list[Recommendation]:
+        """Items most like ``item`` (id or ASIN): first those sharing the longest SID prefix (raw
+        tokenizer codes, level by level), then, within the same shared depth, nearest by cosine
+        similarity of the run's item embeddings (``embeddings.npy``). ``score`` is that cosine
+        similarity (nan when the run has no embeddings; the order is then by prefix, then index)."""
+        if k < 1:
+            raise DataError(f"k={k}: must be >= 1")
+        index = self.index_of(item)
+        codes = self.sid_table.codes
+        shared = np.cumprod(codes == codes[index], axis=1).sum(axis=1)  # leading levels in common
+        unit = self._unit()
+        sims = unit @ unit[index] if unit is not None else np.full(len(codes), np.nan, dtype=np.float32)
+        order = np.lexsort((np.nan_to_num(-sims, nan=0.0), -shared))  # the last key sorts first
+        order = order[order != index][:k]
+        return [self._describe(int(i), float(sims[i])) for i in order]
+
+    # --- cold start ---------------------------------------------------------------------------
+    def add_items(self, new_items: list[dict]) -> list[Recommendation]:
+        """Adds items to the run's catalog on disk (sidrec.cold_start.add_items: embed, code with the
+        frozen tokenizer, extend the SID table atomically) and rebuilds the trie, so they can be
+        recommended at once. Returns the new items (score nan)."""
+        from sidrec.cold_start import add_items
+
+        if self.run_dir is None:
+            raise ArtifactError("add_items needs a Recommender loaded from a run directory (Recommender.load)")
+        result = add_items(self.run_dir, new_items, self.cfg)
+        self._set_catalog(result.dataset, result.sid_table, result.embeddings)
+        return [self._describe(i, float("nan")) for i in result.added]

@@ -1,0 +1,291 @@
+"""Cold start: add items to a finished run without retraining.
+
+``sidrec add-items run_dir=... items=new_items.jsonl`` (and ``POST /items`` of the HTTP service):
+
+1. the new items are embedded with the run's encoder settings (config.json's ``encoder`` section and
+   ``data.text_template``),
+2. the frozen tokenizer (``tokenizer.pt``) assigns their codes,
+3. the SID table is extended (``SIDTable.add_items``): existing items keep their SIDs, since the
+   de-dup digit numbers a collision group in item order and new items come last,
+4. ``items.jsonl``, ``embeddings.npy`` and ``sid_table.npz`` are replaced as one unit.
+
+The model's vocabulary is fixed when it is trained: the de-dup digit has ``level_sizes[-1]``
+values. A new item whose code is already shared by that many items cannot get a SID the model can
+generate; such items are refused with an error naming them (nothing is written).
+
+Atomicity. The three catalog files live in a generation directory ``catalog.gen-<n>/`` and the run
+directory's ``items.jsonl``, ``embeddings.npy`` and ``sid_table.npz`` are relative symlinks through
+one pointer, ``catalog -> catalog.gen-<n>``. Adding items writes a complete new generation
+directory, then replaces the pointer with one ``rename`` (the commit point). A crash at any earlier
+moment leaves the pointer, hence every file, at the old generation; leftovers of a failed attempt
+are removed by the next one. Every reader of the run directory (``Dataset.load``, ``SIDTable.load``,
+``sidrec evaluate``) keeps working unchanged through the symlinks. The first add-items on a run
+converts its plain files into this layout (generation 0, hard links to the same content), one
+atomic rename per file, so every intermediate state holds the original content.
+
+Imports no training code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sidrec.config import RunConfig, load_config
+from sidrec.data.dataset import Dataset
+from sidrec.errors import ArtifactError, DataError
+from sidrec.tokenize.sid_table import SIDTable
+
+CATALOG_FILES = ("items.jsonl", "embeddings.npy", "sid_table.npz")
+POINTER = "catalog"
+GENERATION = re.compile(r"^catalog\.gen-(\d+)$")
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class AddResult:
+    dataset: Dataset
+    sid_table: SIDTable
+    embeddings: np.ndarray
+    added: list[int]  # internal indices of the new items
+    generation: int
+
+
+# --- reading the new items ----------------------------------------------------------------------
+def read_items_file(path: str | Path) -> list[dict]:
+    """A JSON-lines file of new items: one object per line with ``item_id`` and text fields."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: new-items file not found")
+    items = []
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(item, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(item).__name__}")
+            items.append(item)
+    if not items:
+        raise DataError(f"{path}: no items")
+    return items
+
+
+def normalise_items(new_items: list[dict], dataset: Dataset) -> list[dict]:
+    """Checks ids (present, unique, not in the catalog) and returns the items with string ids."""
+    if not isinstance(new_items, list) or not new_items:
+        raise DataError("no new items given")
+    taken = dataset.item_index()
+    taken.update({item["asin"]: i for i, item in enumerate(dataset.items) if item.get("asin")})
+    seen: set[str] = set()
+    out = []
+    for n, item in enumerate(new_items):
+        if not isinstance(item, dict):
+            raise DataError(f"new item {n}: expected an object, got {type(item).__name__}")
+        raw = item.get("item_id")
+        if raw is None or isinstance(raw, bool) or not isinstance(raw, (str, int)) or not str(raw).strip():
+            raise DataError(f"new item {n}: needs an item_id (a non-empty string or integer)")
+        ids = [str(raw)] + ([str(item["asin"])] if item.get("asin") else [])
+        for ident in ids:
+            if ident in taken:
+                raise DataError(f"new item {n}: id {ident!r} is already in the catalog")
+            if ident in seen:
+                raise DataError(f"new item {n}: id {ident!r} is given twice")
+            seen.add(ident)
+        out.append({**item, "item_id": str(raw)})
+    return out
+
+
+# --- embedding and codes ------------------------------------------------------------------------
+def embed_items(texts: list[str], cfg: RunConfig) -> np.ndarray:
+    """Indirection over sidrec.encode.embed_items (tests replace it with a fake encoder)."""
+    from sidrec.encode import embed_items as embed
+
+    return embed(texts, cfg.encoder, progress=False)
+
+
+def assign_codes(run_dir: Path, cfg: RunConfig, embeddings: np.ndarray) -> np.ndarray:
+    from sidrec.tokenize import load_tokenizer
+
+    t = cfg.tokenizer
+    tokenizer = load_tokenizer(run_dir / "tokenizer.pt", expected_levels=t.num_levels,
+                               expected_codes=t.num_codes_per_level, expected_dim=embeddings.shape[1])
+    return tokenizer.encode(embeddings)
+
+
+def extend_table(sid_table: SIDTable, codes: np.ndarray, new_items: list[dict]) -> SIDTable:
+    """The table with the new items appended; refuses items the model's vocabulary cannot express."""
+    table = sid_table.add_items(codes)
+    n = sid_table.num_items
+    if not np.array_equal(table.sids[:n], sid_table.sids):  # SIDTable.add_items promises this
+        raise ArtifactError("extending the SID table changed existing items' SIDs (bug)")
+    if table.level_sizes != sid_table.level_sizes:
+        limit = sid_table.level_sizes[-1]
+        full = [new_items[i]["item_id"] for i in np.flatnonzero(table.sids[n:, -1] >= limit)]
+        raise DataError(
+            f"{len(full)} new item(s) ({', '.join(map(repr, full[:5]))}{', ...' if len(full) > 5 else ''}) "
+            f"get a code already shared by {limit} items, the most the model's de-dup digit can number "
+            f"(its vocabulary has {limit} values at that level); they cannot be recommended without "
+            "retraining: drop them or re-train the run"
+        )
+    return table
+
+
+# --- the generation layout ----------------------------------------------------------------------
+def _rename(src: Path, dst: Path) -> None:
+    """os.replace, as a module function so tests can simulate a crash at any rename."""
+    os.replace(src, dst)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _symlink_atomically(target: str, path: Path) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.lnk"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
+    try:
+        _rename(tmp, path)
+    finally:
+        if tmp.is_symlink():
+            tmp.unlink()
+
+
+def current_generation(run_dir: str | Path) -> int:
+    """The catalog generation in use: 0 for a run never extended (plain files)."""
+    pointer = Path(run_dir) / POINTER
+    if not pointer.is_symlink():
+        return 0
+    match = GENERATION.match(os.readlink(pointer))
+    if not match:
+        raise ArtifactError(f"{pointer}: points to {os.readlink(pointer)!r}, not a catalog generation")
+    return int(match.group(1))
+
+
+def _convert_layout(run_dir: Path) -> None:
+    """Plain catalog files -> generation 0 + symlinks, each step leaving the same content visible."""
+    pointer = run_dir / POINTER
+    if not pointer.is_symlink():
+        # No pointer yet, so every catalog file is still a plain file: snapshot them afresh.
+        gen0 = run_dir / "catalog.gen-0"
+        shutil.rmtree(gen0, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".catalog.tmp-", dir=run_dir))
+        for name in CATALOG_FILES:
+            try:
+                os.link(run_dir / name, tmp / name)
+            except OSError:  # no hard links on this file system
+                shutil.copy2(run_dir / name, tmp / name)
+        _rename(tmp, gen0)
+        _symlink_atomically(gen0.name, pointer)
+    for name in CATALOG_FILES:
+        path = run_dir / name
+        if not path.is_symlink():
+            _symlink_atomically(f"{POINTER}/{name}", path)
+    _fsync_dir(run_dir)
+
+
+def _clean_leftovers(run_dir: Path, keep: set[str]) -> None:
+    """Removes temp directories of failed attempts and generations other than ``keep``."""
+    for path in run_dir.iterdir():
+        if path.name.startswith(".catalog.tmp-") or (GENERATION.match(path.name) and path.name not in keep):
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name.startswith(".") and path.name.endswith(".lnk") and path.is_symlink():
+            path.unlink()
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path):
+    """One add-items at a time per run directory (across processes)."""
+    import fcntl
+
+    with open(run_dir / ".catalog.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_generation(run_dir: Path, generation: int, dataset: Dataset, embeddings: np.ndarray,
+                      table: SIDTable, added: list[str]) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=".catalog.tmp-", dir=run_dir))
+    with open(tmp / "items.jsonl", "w") as fh:
+        for item in dataset.items:
+            fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+    with open(tmp / "embeddings.npy", "wb") as fh:
+        np.save(fh, embeddings)
+    table.save(tmp / "sid_table.npz")
+    manifest = {"generation": generation, "num_items": dataset.num_items, "added_item_ids": added}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    for name in (*CATALOG_FILES, MANIFEST):
+        with open(tmp / name, "rb") as fh:
+            os.fsync(fh.fileno())
+    final = run_dir / f"catalog.gen-{generation}"
+    if final.exists():
+        shutil.rmtree(final)
+    _rename(tmp, final)
+    return final
+
+
+def load_catalog(run_dir: str | Path) -> tuple[Dataset, SIDTable, np.ndarray]:
+    """Dataset, SID table and embeddings of a run, checked to describe the same items."""
+    run_dir = Path(run_dir)
+    dataset = Dataset.load(run_dir)
+    table = SIDTable.load(run_dir / "sid_table.npz")
+    embeddings = np.load(run_dir / "embeddings.npy", mmap_mode="r")
+    if not (dataset.num_items == table.num_items == embeddings.shape[0]):
+        raise ArtifactError(f"{run_dir}: catalog files disagree: {dataset.num_items} items, "
+                            f"{table.num_items} SIDs, {embeddings.shape[0]} embeddings")
+    return dataset, table, embeddings
+
+
+def add_items(run_dir: str | Path, new_items: list[dict], cfg: RunConfig | None = None) -> AddResult:
+    """Embeds, codes and appends ``new_items`` to the run's catalog; see the module docstring."""
+    run_dir = Path(run_dir)
+    cfg = cfg or load_config(run_dir / "config.json")
+    with _locked(run_dir):
+        dataset, sid_table, old_embeddings = load_catalog(run_dir)
+        items = normalise_items(new_items, dataset)
+        from sidrec.data.text import item_texts
+
+        texts = item_texts(items, cfg.data.text_template, cfg.data.missing_text, cfg.data.max_text_chars,
+                           source="new items")
+        vectors = np.asarray(embed_items(texts, cfg), dtype=np.float32)
+        if vectors.shape != (len(items), old_embeddings.shape[1]):
+            raise ArtifactError(f"new item embeddings have shape {vectors.shape}, the run's are "
+                                f"{old_embeddings.shape[1]}-dim: is config.json's encoder the one the run used?")
+        codes = assign_codes(run_dir, cfg, vectors)
+        table = extend_table(sid_table, codes, items)
+
+        generation = current_generation(run_dir)
+        _clean_leftovers(run_dir, keep={f"catalog.gen-{g}" for g in (0, generation)})
+        _convert_layout(run_dir)
+        dataset = Dataset(dataset.name, dataset.items + items, dataset.user_ids, dataset.seq_offsets,
+                          dataset.seq_items)
+        embeddings = np.concatenate([np.asarray(old_embeddings, dtype=np.float32), vectors])
+        added = list(range(sid_table.num_items, table.num_items))
+        new_gen = _write_generation(run_dir, generation + 1, dataset, embeddings, table,
+                                    [item["item_id"] for item in items])
+        _symlink_atomically(new_gen.name, run_dir / POINTER)  # the commit point
+        _fsync_dir(run_dir)
+        # Keep the previous generation (a reader may still be opening it) and generation 0.
+        _clean_leftovers(run_dir, keep={f"catalog.gen-{g}" for g in (0, generation, generation + 1)})
+    return AddResult(dataset, table, embeddings, added, generation + 1)

@@ -1,0 +1,212 @@
+"""Cold start: add items to a finished run (sidrec.cold_start) without retraining.
+
+Every test works on a copy of the session's finished run. Most replace the text encoder with a
+fake that returns the stored embedding of the existing item with the same text (fast, exact);
+one round trip uses the run's real encoder."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from sidrec import cold_start
+from sidrec.cli import main
+from sidrec.cold_start import add_items, current_generation, load_catalog
+from sidrec.config import load_config
+from sidrec.data.text import item_texts
+from sidrec.errors import DataError
+from sidrec.recommender import Recommender
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(finished_run, dst, symlinks=True)
+    return dst
+
+
+@pytest.fixture
+def fake_encoder(monkeypatch, finished_run):
+    """Texts of existing items -> their stored embeddings (new items copy an existing item's text)."""
+    cfg = load_config(finished_run / "config.json")
+    dataset, _, embeddings = load_catalog(finished_run)
+    texts = item_texts(dataset.items, cfg.data.text_template, cfg.data.missing_text, cfg.data.max_text_chars)
+    by_text = {t: np.asarray(embeddings[i]) for i, t in enumerate(texts)}
+
+    def embed(texts, cfg):
+        return np.stack([by_text[t] for t in texts])
+
+    monkeypatch.setattr(cold_start, "embed_items", embed)
+
+
+def group_sizes(table) -> np.ndarray:
+    """Per item: how many items share its raw code."""
+    _, inverse, counts = np.unique(table.codes, axis=0, return_inverse=True, return_counts=True)
+    return counts[inverse.reshape(-1)]
+
+
+def copy_of(item: dict, new_id: str) -> dict:
+    """A new item with the same text fields as ``item``."""
+    return {**{k: v for k, v in item.items() if k not in ("item_id", "asin")}, "item_id": new_id, "asin": f"X{new_id}"}
+
+
+def assert_consistent(run_dir, num_items: int, sids: np.ndarray) -> Recommender:
+    """The catalog on disk loads, describes ``num_items`` items with ``sids``, and the trie a
+    Recommender builds holds exactly the table's SIDs."""
+    dataset, table, embeddings = load_catalog(run_dir)
+    assert dataset.num_items == table.num_items == len(embeddings) == num_items
+    assert np.array_equal(table.sids, sids)
+    rec = Recommender.load(run_dir)
+    tokens = rec.ranker.vocab.sid_to_tokens(rec.sid_table.sids)
+    trie = rec.ranker.trie
+    assert len(trie) == len(np.unique(tokens, axis=0))
+    nodes = trie.root(len(tokens))
+    for level in range(tokens.shape[1]):
+        nodes = trie.advance(nodes, torch.as_tensor(tokens[:, level]))
+    assert (nodes >= 0).all()
+    return rec
+
+
+def test_round_trip_with_the_real_encoder(run_copy):
+    rec = Recommender.load(run_copy)
+    before = rec.sid_table.sids.copy()
+    n, limit = len(before), rec.sid_table.level_sizes[-1]
+    sizes = group_sizes(rec.sid_table)
+    roomy = np.flatnonzero(sizes < limit)
+    assert len(roomy), "fixture run has no code group with room for one more item"
+    j = int(roomy[0])
+    source = rec.dataset.items[j]
+
+    added = rec.add_items([copy_of(source, "new-1")])
+    assert [a.item_id for a in added] == ["new-1"] and added[0].index == n
+    # Same text, same embedding, same code; the de-dup digit numbers it after the group's items.
+    assert np.array_equal(rec.sid_table.codes[n], rec.sid_table.codes[j])
+    assert added[0].sid == [*rec.sid_table.codes[j].tolist(), int(sizes[j])]
+    assert np.array_equal(rec.sid_table.sids[:n], before)  # existing SIDs unchanged
+
+    # Recommendable at once: with as many beams as SIDs the constrained search enumerates the whole
+    # trie, so every item, the new one included, is returned.
+    out = rec.recommend([source["item_id"]], k=n + 1)
+    assert "new-1" in [r.item_id for r in out]
+    assert len(rec.recommend(["new-1", "Xnew-1"], k=3)) == 3  # usable in histories, by id or ASIN
+    assert rec.similar_items("new-1", k=1)[0].index == j
+
+    # On disk: a fresh load sees it, the model's SID check still passes, evaluate still runs.
+    again = assert_consistent(run_copy, n + 1, rec.sid_table.sids)
+    assert again.describe("new-1").sid == added[0].sid
+    assert current_generation(run_copy) == 1
+    assert main(["evaluate", f"run_dir={run_copy}"]) == 0
+
+
+def test_similar_items_prefer_shared_prefixes_then_embeddings(finished_run):
+    rec = Recommender.load(finished_run)
+    out = rec.similar_items("1", k=10)
+    assert len(out) == 10 and rec.index_of("1") not in [r.index for r in out]
+    codes = rec.sid_table.codes
+    q = codes[rec.index_of("1")]
+    shared = [int(np.cumprod(codes[r.index] == q).sum()) for r in out]
+    assert shared == sorted(shared, reverse=True)
+    for i in range(len(out) - 1):
+        if shared[i] == shared[i + 1]:
+            assert out[i].score >= out[i + 1].score - 1e-6
+    with pytest.raises(DataError, match="not in the catalog"):
+        rec.similar_items("nope")
+
+
+def test_cli_add_items_and_its_errors(run_copy, fake_encoder, tmp_path, capsys):
+    dataset, table, _ = load_catalog(run_copy)
+    j = int(np.flatnonzero(group_sizes(table) < table.level_sizes[-1])[0])
+    path = tmp_path / "new.jsonl"
+    path.write_text(json.dumps(copy_of(dataset.items[j], "cli-1")) + "\n")
+    assert main(["add-items", f"run_dir={run_copy}", f"items={path}"]) == 0
+    assert "added 1 items" in capsys.readouterr().out
+    assert_consistent(run_copy, dataset.num_items + 1, SIDTableOf(run_copy))
+
+    # Again: the id is now taken; nothing changes.
+    assert main(["add-items", f"run_dir={run_copy}", f"items={path}"]) == 2
+    assert "'cli-1' is already in the catalog" in capsys.readouterr().err
+    path.write_text('{"item_id": "x", "title": "a"}\n{"item_id": "y", "title": \n')
+    assert main(["add-items", f"run_dir={run_copy}", f"items={path}"]) == 2
+    assert "new.jsonl:2: not valid JSON" in capsys.readouterr().err
+    path.write_text('{"item_id": "z"}\n')
+    assert main(["add-items", f"run_dir={run_copy}", f"items={path}"]) == 2
+    assert "no text" in capsys.readouterr().err
+    assert main(["add-items", f"run_dir={run_copy}"]) == 2
+    assert current_generation(run_copy) == 1
+
+
+def SIDTableOf(run_dir):
+    return load_catalog(run_dir)[1].sids
+
+
+def test_code_group_beyond_the_models_dedup_digit_is_refused(run_copy, fake_encoder):
+    dataset, table, _ = load_catalog(run_copy)
+    limit = table.level_sizes[-1]
+    j = int(np.flatnonzero(group_sizes(table) == limit)[0])  # a group the model's digit cannot grow
+    files = {name: (run_copy / name).read_bytes() for name in cold_start.CATALOG_FILES}
+    with pytest.raises(DataError, match=f"already shared by {limit} items"):
+        add_items(run_copy, [copy_of(dataset.items[j], "full-1")])
+    assert {name: (run_copy / name).read_bytes() for name in cold_start.CATALOG_FILES} == files
+    assert current_generation(run_copy) == 0
+
+
+def test_a_crash_at_any_rename_leaves_the_old_catalog(finished_run, fake_encoder, tmp_path, monkeypatch):
+    """Simulates a crash at the 1st, 2nd, ... rename of an add-items until one completes: each time
+    the old catalog must load, unchanged and consistent; then the retry must succeed."""
+    dataset, table, _ = load_catalog(finished_run)
+    j = int(np.flatnonzero(group_sizes(table) < table.level_sizes[-1])[0])
+    new = [copy_of(dataset.items[j], "crash-1")]
+    real_rename = cold_start._rename
+    crash_at, crashed = 1, 0
+    while True:
+        run_dir = tmp_path / f"run-{crash_at}"
+        shutil.copytree(finished_run, run_dir, symlinks=True)
+        calls = []
+
+        def rename(src, dst):
+            calls.append(dst)
+            if len(calls) == crash_at:
+                raise OSError("simulated crash")
+            real_rename(src, dst)
+
+        monkeypatch.setattr(cold_start, "_rename", rename)
+        try:
+            add_items(run_dir, new)
+        except OSError:
+            crashed += 1
+            assert_consistent(run_dir, dataset.num_items, table.sids)
+            monkeypatch.setattr(cold_start, "_rename", real_rename)
+            result = add_items(run_dir, new)  # the retry cleans up and succeeds
+            assert_consistent(run_dir, dataset.num_items + 1, result.sid_table.sids)
+            crash_at += 1
+            continue
+        break
+    assert crashed >= 6  # generation 0 dir, pointer, 3 file links, new generation, pointer flip
+
+    # A second add on an extended run: a crash at the commit point keeps generation 1.
+    run_dir = tmp_path / f"run-{crash_at - 1}"
+    gen1_table = load_catalog(run_dir)[1]
+    gen1 = gen1_table.sids
+    k = int(np.flatnonzero(group_sizes(gen1_table)[: dataset.num_items] < gen1_table.level_sizes[-1])[0])
+    second = [copy_of(dataset.items[k], "crash-2")]
+    flips = []
+
+    def fail_flip(src, dst):
+        if os.path.basename(dst) == cold_start.POINTER:
+            flips.append(dst)
+            raise OSError("simulated crash")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(cold_start, "_rename", fail_flip)
+    with pytest.raises(OSError, match="simulated crash"):
+        add_items(run_dir, second)
+    assert flips and current_generation(run_dir) == 1
+    assert_consistent(run_dir, dataset.num_items + 1, gen1)
+    monkeypatch.setattr(cold_start, "_rename", real_rename)
+    add_items(run_dir, second)
+    assert current_generation(run_dir) == 2
+    assert sorted(p.name for p in run_dir.glob("catalog.gen-*")) == ["catalog.gen-0", "catalog.gen-1", "catalog.gen-2"]
+    assert not list(run_dir.glob(".catalog.tmp-*"))
