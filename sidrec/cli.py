@@ -6,6 +6,7 @@ Commands:
   prepare    load the dataset into the run directory and print its statistics
   tokenize   prepare -> embed -> tokenize, print the SID diagnostics
   evaluate   re-evaluate a finished run: ``sidrec evaluate run_dir=runs/... [decode.num_beams=20 ...]``
+  sasrec     SASRec baseline, same split and metrics: ``sidrec sasrec [seeds=3] [sasrec.dropout=0.5 ...]``
   serve      HTTP service over a finished run: ``sidrec serve run_dir=runs/... [port=8000 max_batch=64 ...]``
   add-items  cold start: ``sidrec add-items run_dir=runs/... items=new_items.jsonl`` (no retraining)
 """
@@ -20,6 +21,7 @@ from sidrec.config import PRESETS, build_config, load_config, parse_overrides
 from sidrec.errors import SidrecError
 
 COMMANDS = ("run", "train", "prepare", "tokenize", "evaluate")
+COMMANDS += ("sasrec",)
 COMMANDS += ("serve", "add-items")
 
 
@@ -157,6 +159,12 @@ def cmd_add_items(args: list[str]) -> None:
           f"catalog generation {result.generation}); no retraining needed")
 
 
+def cmd_sasrec(args: list[str]) -> None:
+    from sidrec.baselines import cli
+
+    cli(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -165,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     command, args = argv[0], argv[1:]
     handlers = {"run": cmd_run, "train": cmd_run, "prepare": cmd_prepare, "tokenize": cmd_tokenize,
                 "evaluate": cmd_evaluate}
+    handlers.update(sasrec=cmd_sasrec)
     handlers.update({"serve": cmd_serve, "add-items": cmd_add_items})
     if command not in handlers:
         print(f"error: unknown command {command!r} (have: {', '.join(COMMANDS)})", file=sys.stderr)
