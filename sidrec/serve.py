@@ -1,0 +1,462 @@
+"""HTTP service over a finished run: ``sidrec serve run_dir=runs/... [port=8000 ...]``.
+
+Endpoints (OpenAPI docs at ``/docs``):
+
+    POST /recommend             one history ({"history": [...]}) or many ({"histories": [[...], ...]})
+    GET  /items/{item_id}       an item (by item id or ASIN) with its SID
+    GET  /items/{item_id}/similar?k=10   items sharing its SID prefix, then nearest by embedding
+    POST /items                 cold start: add items, recommendable at once (sidrec.cold_start)
+    GET  /health                status, catalog size, micro-batching counters
+
+Bad requests get a 4xx whose ``detail`` says what is wrong: malformed JSON (400), fields of the
+wrong type, empty or oversized histories, unknown items, k out of range (422), unknown item ids in
+the path (404); never a 500.
+
+Micro-batching: every /recommend request goes to one asyncio queue; one worker task takes the
+first waiting request, gathers more until ``max_batch`` histories or ``max_wait_ms`` have passed,
+and runs them as one ``Recommender.recommend_many`` call (one beam search) in a dedicated thread,
+so the event loop keeps accepting requests meanwhile. Requests queued while a batch runs form the
+next one. Requests are grouped by (k, number of exclusions), so a request's result does not depend
+on what it was batched with.
+
+Imports no training code (sidrec.train, lightning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import math
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Annotated, Any, Optional, Union
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from sidrec.errors import ConfigError, DataError, SidrecError
+from sidrec.recommender import Recommendation, Recommender
+
+
+@dataclass
+class ServeSettings:
+    max_batch: int = 64  # histories per beam search
+    max_wait_ms: float = 1.0  # how long the worker waits for more requests once one is queued
+    max_k: int = 100  # largest k a request may ask for
+    max_history_len: int = 1000  # longest history accepted (the model reads the last model.max_history)
+    max_histories: int = 256  # histories per /recommend request
+    max_new_items: int = 10000  # items per POST /items
+    threads: int = 0  # torch intra-op threads (0 = torch's default)
+
+    @classmethod
+    def from_pairs(cls, pairs: dict[str, str]) -> "ServeSettings":
+        """Takes the ServeSettings keys out of ``pairs`` (key=value strings)."""
+        kwargs = {}
+        for f in fields(cls):
+            if f.name in pairs:
+                raw = pairs.pop(f.name)
+                try:
+                    kwargs[f.name] = float(raw) if f.type in (float, "float") else int(raw)
+                except ValueError:
+                    raise ConfigError(f"{f.name}={raw!r}: expected a number") from None
+        settings = cls(**kwargs)
+        for name in ("max_batch", "max_k", "max_history_len", "max_histories", "max_new_items"):
+            if getattr(settings, name) < 1:
+                raise ConfigError(f"{name}={getattr(settings, name)}: must be >= 1")
+        if settings.max_wait_ms < 0 or settings.threads < 0:
+            raise ConfigError("max_wait_ms and threads must be >= 0")
+        return settings
+
+
+# --- request and response schemas ---------------------------------------------------------------
+ItemId = Annotated[Union[StrictStr, StrictInt], Field(description="item id or ASIN")]
+
+
+class RecommendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    history: Optional[list[ItemId]] = Field(None, description="one history, oldest first")
+    histories: Optional[list[list[ItemId]]] = Field(None, description="several histories (instead of history)")
+    k: StrictInt = Field(10, description="number of items per history")
+    user_id: Optional[ItemId] = Field(None, description="user of `history` (models with user tokens)")
+    user_ids: Optional[list[Optional[ItemId]]] = Field(None, description="users of `histories`")
+    exclude: Optional[list[ItemId]] = Field(None, description="items never to return for `history`")
+    excludes: Optional[list[list[ItemId]]] = Field(None, description="per-history exclusions for `histories`")
+
+
+class Item(BaseModel):
+    index: int
+    item_id: str
+    asin: Optional[str] = None
+    title: Optional[str] = None
+    sid: list[int]
+    score: Optional[float] = Field(None, description="log-probability of the SID (recommend), "
+                                   "cosine similarity (similar), null otherwise")
+
+
+class Ranked(BaseModel):
+    items: list[Item]
+    skipped: list[str] = Field(default_factory=list, description="unknown items dropped (decode.unknown_items=skip)")
+
+
+class RecommendResponse(BaseModel):
+    items: Optional[list[Item]] = Field(None, description="for `history`")
+    skipped: Optional[list[str]] = None
+    results: Optional[list[Ranked]] = Field(None, description="for `histories`, in order")
+
+
+class NewItems(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[dict[str, Any]] = Field(..., description="objects with item_id and text fields (title, brand, "
+                                        "categories, price, description), as in items.jsonl")
+
+
+class AddedItems(BaseModel):
+    added: list[Item]
+    num_items: int
+    generation: int
+
+
+def item_json(r: Recommendation) -> dict:
+    score = None if r.score is None or math.isnan(r.score) or math.isinf(r.score) else r.score
+    return {"index": r.index, "item_id": r.item_id, "asin": r.asin, "title": r.title, "sid": r.sid, "score": score}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message}, status_code=status)
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[int, str]:
+    errors = exc.errors()
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            ctx = err.get("ctx") or {}
+            reason = ctx.get("error", err.get("msg", ""))
+            loc = err.get("loc", ())
+            where = f" at position {loc[1]}" if len(loc) > 1 and isinstance(loc[1], int) else ""
+            return 400, f"malformed JSON{where}: {reason}"
+    parts = []
+    for err in errors[:5]:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        if err.get("type") == "missing" and loc == "body":
+            parts.append("request body is missing (send a JSON object)")
+            continue
+        parts.append(f"{loc}: {err.get('msg')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return 422, "; ".join(parts) + more
+
+
+# --- micro-batching -----------------------------------------------------------------------------
+@dataclass
+class Job:
+    histories: list[list[str]]
+    k: int
+    user_ids: list
+    excludes: list[list[str]]
+    future: asyncio.Future
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.k, max((len(e) for e in self.excludes), default=0)
+
+
+class MicroBatcher:
+    def __init__(self, state: "ServerState", settings: ServeSettings):
+        self.state, self.settings = state, settings
+        self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sidrec-model")
+        self.batches = self.requests = self.histories = self.max_batch_seen = 0
+        self._carry: Job | None = None
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, job: Job):
+        await self.queue.put(job)
+        return await job.future
+
+    async def _gather(self) -> list[Job]:
+        loop = asyncio.get_running_loop()
+        first = self._carry or await self.queue.get()
+        self._carry = None
+        batch, size = [first], len(first.histories)
+        deadline = loop.time() + self.settings.max_wait_ms / 1000
+        while size < self.settings.max_batch:
+            try:
+                job = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.sleep(min(remaining, 0.0005))
+                continue
+            if size + len(job.histories) > self.settings.max_batch:
+                self._carry = job  # starts the next batch
+                break
+            batch.append(job)
+            size += len(job.histories)
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._gather()
+            try:
+                await self._process(batch)
+            except Exception as exc:  # noqa: BLE001 - never let the worker die; fail this batch's requests
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+
+    async def _process(self, batch: list[Job]) -> None:
+        loop = asyncio.get_running_loop()
+        rec = self.state.rec  # one catalog for the whole batch (POST /items swaps it between batches)
+        groups: dict[tuple[int, int], list[Job]] = {}
+        for job in batch:
+            groups.setdefault(job.key, []).append(job)
+        self.batches += 1
+        self.requests += len(batch)
+        self.histories += sum(len(j.histories) for j in batch)
+        self.max_batch_seen = max(self.max_batch_seen, sum(len(j.histories) for j in batch))
+        for (k, _), jobs in groups.items():
+            histories = [h for j in jobs for h in j.histories]
+            users = [u for j in jobs for u in j.user_ids]
+            excludes = [e for j in jobs for e in j.excludes]
+            try:
+                results = await loop.run_in_executor(
+                    self.executor, functools.partial(rec.recommend_many, histories, k, users, excludes))
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting requests
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(exc)
+                continue
+            start = 0
+            for j in jobs:
+                part = results[start:start + len(j.histories)]
+                start += len(j.histories)
+                if not j.future.done():  # the client may have gone away
+                    j.future.set_result(part)
+
+
+class ServerState:
+    def __init__(self, rec: Recommender, settings: ServeSettings):
+        self.rec, self.settings = rec, settings
+        self.batcher = MicroBatcher(self, settings)
+        self.add_lock = asyncio.Lock()
+        self.started = time.time()
+        self.generation = 0
+
+
+# --- the app ------------------------------------------------------------------------------------
+def create_app(rec: Recommender, settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    state_holder: dict[str, ServerState] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = ServerState(rec, settings)
+        if rec.run_dir is not None:
+            from sidrec.cold_start import current_generation
+
+            state.generation = current_generation(rec.run_dir)
+        state.batcher.start()
+        state_holder["state"] = state
+        app.state.sidrec = state
+        try:
+            yield
+        finally:
+            await state.batcher.stop()
+
+    app = FastAPI(title="sidrec", version="0.1.0", lifespan=lifespan,
+                  description="Generative recommendation with semantic IDs: recommendations from a trained run.")
+
+    def state() -> ServerState:
+        return state_holder["state"]
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError):
+        status, message = _describe_validation(exc)
+        return _error(status, message)
+
+    @app.exception_handler(SidrecError)
+    async def on_sidrec_error(request: Request, exc: SidrecError):
+        return _error(422, str(exc))
+
+    def check_history(rec: Recommender, history: list, row: str) -> tuple[list[str], list[str]]:
+        if not history:
+            raise HTTPException(422, f"{row} is empty: give at least one item id (the model conditions on the history)")
+        if len(history) > settings.max_history_len:
+            raise HTTPException(422, f"{row} has {len(history)} items; at most {settings.max_history_len} are "
+                                     f"accepted (the model reads the last {rec.cfg.model.max_history})")
+        items = [str(x) for x in history]
+        unknown = [x for x in items if x not in rec.item_index]
+        if not unknown:
+            return items, []
+        if rec.cfg.decode.unknown_items != "skip":
+            shown = ", ".join(repr(x) for x in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+            raise HTTPException(422, f"{row}: {len(unknown)} item(s) not in the catalog: {shown}")
+        kept = [x for x in items if x in rec.item_index]
+        if not kept:
+            raise HTTPException(422, f"{row}: none of its items is in the catalog (all were skipped)")
+        return kept, unknown
+
+    def check_exclude(rec: Recommender, exclude: list | None, row: str) -> list[str]:
+        items = list(dict.fromkeys(str(x) for x in exclude or []))
+        unknown = [x for x in items if x not in rec.item_index]
+        if unknown:
+            raise HTTPException(422, f"exclusions of {row}: item(s) not in the catalog: "
+                                     + ", ".join(repr(x) for x in unknown[:10]))
+        if len(items) > settings.max_history_len:
+            raise HTTPException(422, f"exclusions of {row}: {len(items)} items; at most {settings.max_history_len}")
+        return items
+
+    @app.post("/recommend", response_model=RecommendResponse, response_model_exclude_none=True,
+              responses={400: {"description": "malformed JSON"}, 422: {"description": "invalid request"}})
+    async def recommend(body: RecommendRequest):
+        """Top-k items for one history (`history`) or several (`histories`), by item id or ASIN."""
+        s = state()
+        rec = s.rec
+        if (body.history is None) == (body.histories is None):
+            raise HTTPException(422, "give exactly one of `history` (one list of item ids) or `histories` (a list of lists)")
+        if not 1 <= body.k <= settings.max_k:
+            raise HTTPException(422, f"k={body.k} is out of range: must be between 1 and {settings.max_k}")
+        single = body.history is not None
+        if single:
+            if body.user_ids is not None or body.excludes is not None:
+                raise HTTPException(422, "with `history`, use `user_id` and `exclude` (not `user_ids`/`excludes`)")
+            raw, users, excludes = [body.history], [body.user_id], [body.exclude]
+        else:
+            if body.user_id is not None or body.exclude is not None:
+                raise HTTPException(422, "with `histories`, use `user_ids` and `excludes` (not `user_id`/`exclude`)")
+            raw = body.histories
+            if not raw:
+                raise HTTPException(422, "`histories` is empty: give at least one history")
+            if len(raw) > settings.max_histories:
+                raise HTTPException(422, f"{len(raw)} histories in one request; at most {settings.max_histories}")
+            users = body.user_ids if body.user_ids is not None else [None] * len(raw)
+            excludes = body.excludes if body.excludes is not None else [None] * len(raw)
+            for name, values in (("user_ids", users), ("excludes", excludes)):
+                if len(values) != len(raw):
+                    raise HTTPException(422, f"`{name}` has {len(values)} entries for {len(raw)} histories")
+        histories, skipped, exclusions = [], [], []
+        for r, history in enumerate(raw):
+            row = "history" if single else f"histories[{r}]"
+            kept, unknown = check_history(rec, history, row)
+            histories.append(kept)
+            skipped.append(unknown)
+            exclusions.append(check_exclude(rec, excludes[r], row))
+        job = Job(histories, body.k, [None if u is None else str(u) for u in users], exclusions,
+                  asyncio.get_running_loop().create_future())
+        results = await s.batcher.submit(job)
+        ranked = [{"items": [item_json(x) for x in res], "skipped": sk} for res, sk in zip(results, skipped)]
+        if single:
+            out = {"items": ranked[0]["items"]}
+            if skipped[0]:
+                out["skipped"] = skipped[0]
+            return JSONResponse(out)
+        return JSONResponse({"results": ranked})
+
+    @app.get("/items/{item_id}", response_model=Item, responses={404: {"description": "unknown item"}})
+    async def get_item(item_id: str):
+        """An item of the catalog by item id or ASIN, with its SID (score is null)."""
+        rec = state().rec
+        if item_id not in rec.item_index:
+            raise HTTPException(404, f"item {item_id!r} is not in the catalog")
+        return JSONResponse(item_json(rec.describe(item_id)))
+
+    @app.get("/items/{item_id}/similar", response_model=Ranked, responses={404: {"description": "unknown item"}})
+    async def similar(item_id: str, k: Annotated[int, Query()] = 10):
+        """Items sharing the longest SID prefix with the item, then nearest by text embedding."""
+        rec = state().rec
+        if item_id not in rec.item_index:
+            raise HTTPException(404, f"item {item_id!r} is not in the catalog")
+        if not 1 <= k <= settings.max_k:
+            raise HTTPException(422, f"k={k} is out of range: must be between 1 and {settings.max_k}")
+        items = await asyncio.to_thread(rec.similar_items, item_id, k)
+        return JSONResponse({"items": [item_json(x) for x in items], "skipped": []})
+
+    @app.post("/items", response_model=AddedItems, status_code=201,
+              responses={409: {"description": "id already in the catalog"}, 422: {"description": "invalid items"}})
+    async def add_items(body: NewItems):
+        """Cold start: embeds the items with the run's encoder, codes them with the frozen tokenizer,
+        extends the SID table atomically and rebuilds the trie; they are recommendable at once."""
+        from sidrec.cold_start import add_items as add
+
+        s = state()
+        if not body.items:
+            raise HTTPException(422, "`items` is empty: give at least one item")
+        if len(body.items) > settings.max_new_items:
+            raise HTTPException(422, f"{len(body.items)} items in one request; at most {settings.max_new_items}")
+        if s.rec.run_dir is None:
+            raise HTTPException(409, "this service was not started from a run directory; cannot add items")
+        async with s.add_lock:
+            rec = s.rec
+            try:
+                result = await asyncio.to_thread(add, rec.run_dir, body.items, rec.cfg)
+            except DataError as exc:
+                status = 409 if "already in the catalog" in str(exc) else 422
+                return _error(status, str(exc))
+            new = await asyncio.to_thread(rec.with_catalog, result.dataset, result.sid_table, result.embeddings)
+            s.rec, s.generation = new, result.generation  # requests batched from now on see the new items
+        added = [item_json(new._describe(i, float("nan"))) for i in result.added]
+        return JSONResponse({"added": added, "num_items": new.dataset.num_items, "generation": result.generation},
+                            status_code=201)
+
+    @app.get("/health")
+    async def health():
+        """Liveness, catalog size and micro-batching counters."""
+        s = state()
+        b = s.batcher
+        return {"status": "ok", "run_dir": str(s.rec.run_dir), "num_items": s.rec.dataset.num_items,
+                "catalog_generation": s.generation, "uptime_s": round(time.time() - s.started, 1),
+                "settings": asdict(settings),
+                "batching": {"batches": b.batches, "requests": b.requests, "histories": b.histories,
+                             "max_batch_seen": b.max_batch_seen}}
+
+    return app
+
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
+          overrides: list[str] | None = None, device: str = "cpu") -> None:
+    import torch
+    import uvicorn
+
+    settings = settings or ServeSettings()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    rec = Recommender.load(run_dir, device=device, overrides=overrides)
+    app = create_app(rec, settings)
+    print(f"sidrec: serving {run_dir} ({rec.dataset.num_items} items) on http://{host}:{port} "
+          f"(docs at /docs)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def main(args: list[str]) -> None:
+    """``sidrec serve run_dir=... [host=127.0.0.1] [port=8000] [device=cpu] [max_batch=64]
+    [max_wait_ms=1] [max_k=100] [max_history_len=1000] [max_histories=256] [threads=0] [decode.*=...]``"""
+    from sidrec.config import parse_overrides
+
+    pairs = dict(parse_overrides(args))
+    if "run_dir" not in pairs:
+        raise ConfigError("sidrec serve needs run_dir=<a finished run directory>")
+    run_dir = pairs.pop("run_dir")
+    host = pairs.pop("host", "127.0.0.1")
+    try:
+        port = int(pairs.pop("port", "8000"))
+    except ValueError:
+        raise ConfigError("port must be an integer") from None
+    device = pairs.pop("device", "cpu")
+    settings = ServeSettings.from_pairs(pairs)
+    serve(run_dir, host, port, settings, [f"{k}={v}" for k, v in pairs.items()], device)
