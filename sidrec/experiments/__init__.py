@@ -1,0 +1,48 @@
+"""The paper's studies (GRID Tables 1-8) as one command each, resumable, with a report.
+
+    sidrec experiment tokenizer dataset=beauty seeds=5 budget=paper
+    sidrec experiment decoding dataset=beauty seeds=2 budget=cpu
+    sidrec experiment sid_shape dataset=tiny budget=tiny data.format=p5 data.path=/path/to/tiny
+    sidrec report runs/experiments/tokenizer-beauty
+
+Options: ``dataset=`` (beauty is bundled; others need data.format/data.path), ``seeds=N`` or
+``seeds=0,3,7``, ``budget=tiny|cpu|paper`` (the config preset), ``root=`` (default
+runs/experiments), ``encoders=a,b`` (encoder study), ``paper_dataset=`` (whose paper numbers to
+show), ``timing_users=N`` (decoding study); anything else is a config override for every run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sidrec.experiments.studies import STUDIES, get_study, paper_tables, paper_value
+
+__all__ = ["STUDIES", "cli_experiment", "cli_report", "get_study", "paper_tables", "paper_value"]
+
+
+def cli_experiment(args: list[str]) -> dict:
+    from sidrec.experiments.runner import parse_experiment_args, run_experiment
+
+    if not args or args[0] in ("list", "-h", "--help"):
+        print(__doc__)
+        for name in STUDIES:
+            study = get_study(name)
+            print(f"  {name:<13} Table {study.table}: {study.title}; rows: {', '.join(r.name for r in study.rows)}")
+        return {}
+    experiment = parse_experiment_args(args)
+    result = run_experiment(experiment)
+    print(f"{experiment.study.name}: {result['trained']} trained, {result['skipped']} skipped (finished), "
+          f"{result['failed']} failed; report: {result['markdown']}, {result['csv']}, {result['plot']}")
+    return result
+
+
+def cli_report(args: list[str]) -> None:
+    from sidrec.errors import ConfigError
+    from sidrec.experiments.report import write_report
+
+    dirs = [a.split("=", 1)[1] if a.startswith("dir=") else a for a in args]
+    if not dirs:
+        raise ConfigError("sidrec report needs a study directory, e.g. sidrec report runs/experiments/tokenizer-beauty")
+    for d in dirs:
+        paths = write_report(Path(d))
+        print(f"report: {paths['markdown']}, {paths['csv']}, {paths['plot']}")

@@ -1,0 +1,138 @@
+"""Report of a study directory: mean ± std over seeds per row beside the paper's number, as
+``report.md`` (table), ``report.csv`` and ``report.png`` (bars with error bars, paper values marked).
+Reads only ``experiment.json`` and the finished runs, so ``sidrec report <dir>`` can rebuild it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from sidrec.errors import ArtifactError
+from sidrec.experiments.studies import METRICS, paper_value
+from sidrec.io import atomic_path, write_text
+
+NAMES = {"recall@5": "Recall@5", "recall@10": "Recall@10", "ndcg@5": "NDCG@5", "ndcg@10": "NDCG@10"}
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def collect(study_dir: Path) -> tuple[dict, list[dict]]:
+    """experiment.json and, per row, the finished seeds' metrics (and decoding times where timed)."""
+    path = study_dir / "experiment.json"
+    if not path.exists():
+        raise ArtifactError(f"{path}: not a study directory (no experiment.json); run `sidrec experiment` first")
+    exp = json.loads(path.read_text())
+    rows = []
+    for row in exp["rows"]:
+        seeds, runs, times = [], [], []
+        for seed in exp["seeds"]:
+            run_dir = study_dir / row["name"] / f"seed-{seed}"
+            if not (run_dir / "metrics.json").exists():
+                continue
+            seeds.append(seed)
+            runs.append(json.loads((run_dir / "metrics.json").read_text()))
+            if (run_dir / "timing.json").exists():
+                times.append(json.loads((run_dir / "timing.json").read_text())["decode_ms_per_user"])
+        result = {"name": row["name"], "label": row["label"], "paper_row": row["paper_row"], "seeds": seeds,
+                  "paper": paper_value(exp["table"], exp["paper_dataset"], row["paper_row"])}
+        for m in METRICS:
+            result[m] = _stats([r[m] for r in runs]) if runs else None
+        result["decode_ms_per_user"] = _stats(times) if times else None
+        rows.append(result)
+    return exp, rows
+
+
+def _cell(stat) -> str:
+    return "—" if stat is None else f"{stat[0]:.4f} ± {stat[1]:.4f}"
+
+
+def markdown(exp: dict, rows: list[dict]) -> str:
+    timing = any(r["decode_ms_per_user"] for r in rows)
+    head = ["row", "seeds"] + [h for m in METRICS for h in (NAMES[m], "paper")] + (["decode ms/user"] if timing else [])
+    lines = [f"# Study `{exp['study']}` on {exp['dataset']} (paper Table {exp['table']}: {exp['title']})", "",
+             f"Budget `{exp['budget']}`, seeds {', '.join(map(str, exp['seeds']))}; mean ± std (sample std) over the "
+             f"finished seeds; paper values are the paper's {exp['paper_dataset']} numbers "
+             "(`sidrec/experiments/paper_tables.json`, averages of 5 seeds).", ""]
+    if exp["budget"] != "paper":
+        lines += [f"Reduced budget (`{exp['budget']}` preset): compare rows with each other, not with the paper's "
+                  "absolute numbers.", ""]
+    if exp.get("note"):
+        lines += [exp["note"], ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["label"], str(len(r["seeds"]))]
+        for m in METRICS:
+            cells += [_cell(r[m]), "—" if r["paper"] is None else f"{r['paper'][m]:.4f}"]
+        if timing:
+            t = r["decode_ms_per_user"]
+            cells.append("—" if t is None else f"{t[0]:.2f} ± {t[1]:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Overrides for every run: `{' '.join(exp['overrides'])}`. Per row: "
+              + "; ".join(f"{r['name']}: `{' '.join(o['overrides'])}`" for r, o in zip(rows, exp["rows"])) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    fields = ["row", "label", "paper_row", "seeds"]
+    fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "paper")]
+    fields += ["decode_ms_per_user_mean", "decode_ms_per_user_std"]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            for r in rows:
+                out = {"row": r["name"], "label": r["label"], "paper_row": r["paper_row"] or "",
+                       "seeds": " ".join(map(str, r["seeds"]))}
+                for m in METRICS:
+                    out[f"{m}_mean"], out[f"{m}_std"] = r[m] if r[m] else ("", "")
+                    out[f"{m}_paper"] = r["paper"][m] if r["paper"] else ""
+                t = r["decode_ms_per_user"]
+                out["decode_ms_per_user_mean"], out["decode_ms_per_user_std"] = t if t else ("", "")
+                writer.writerow(out)
+
+
+def plot(path: Path, exp: dict, rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = list(METRICS) + (["decode_ms_per_user"] if any(r["decode_ms_per_user"] for r in rows) else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 0.8, 3.6), squeeze=False)
+    x = np.arange(len(rows))
+    labels = [r["name"] for r in rows]
+    for ax, m in zip(axes[0], panels):
+        means = [r[m][0] if r[m] else np.nan for r in rows]
+        stds = [r[m][1] if r[m] else 0.0 for r in rows]
+        ax.bar(x, np.nan_to_num(means), yerr=stds, capsize=4, color="#4C72B0", label="ours (mean ± std)")
+        if m in METRICS:
+            paper = [r["paper"][m] if r["paper"] else np.nan for r in rows]
+            if not np.all(np.isnan(paper)):
+                ax.scatter(x, paper, marker="D", color="#C44E52", zorder=3, label="paper")
+        ax.set_title(NAMES.get(m, "decode ms / user"))
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{exp['study']} on {exp['dataset']} (budget {exp['budget']}, paper Table {exp['table']})", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_report(study_dir: str | Path) -> dict[str, Path]:
+    study_dir = Path(study_dir)
+    exp, rows = collect(study_dir)
+    paths = {"markdown": study_dir / "report.md", "csv": study_dir / "report.csv", "plot": study_dir / "report.png"}
+    text = markdown(exp, rows)
+    write_text(paths["markdown"], text)
+    write_csv(paths["csv"], rows)
+    plot(paths["plot"], exp, rows)
+    print(text)
+    return paths

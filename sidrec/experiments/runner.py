@@ -1,0 +1,237 @@
+"""Run a study: every (row, seed) is its own run directory, finished runs are skipped, and stages
+that rows have in common (dataset, embeddings, SIDs) are computed once and hard-linked (or copied)
+into each run directory from a shared folder, where the pipeline then finds and reuses them.
+
+    runs/experiments/<study>-<dataset>/experiment.json        what was asked (rebuilds the report)
+    runs/experiments/<study>-<dataset>/<row>/seed-<s>/        a normal run directory (metrics.json)
+    runs/experiments/<study>-<dataset>/report.{md,csv,png}
+    runs/experiments/_shared/{data,emb,sid}-<key>/            artifacts shared across rows and studies
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from sidrec.config import RunConfig, build_config, parse_overrides
+from sidrec.errors import ConfigError, DataError
+from sidrec.experiments.studies import STUDIES, Study, get_study
+from sidrec.io import write_json
+
+BUDGETS = {"tiny": "tiny", "cpu": "cpu", "paper": "paper"}  # budget -> config preset
+TINY_CODES_DIVISOR = 32  # budget=tiny: W=256 runs as 8 (the tiny preset's W), 512 as 16, 128 as 4
+
+DATA_FILES = ("items.jsonl", "sequences.npz", "dataset.json")
+EMBED_FILES = ("embeddings.npy", "embeddings.json")
+SID_FILES = ("tokenizer.pt", "sid_table.npz", "sid_diagnostics.json")
+
+
+@dataclass
+class Experiment:
+    study: Study
+    dataset: str  # data.name and the directory name
+    paper_dataset: str  # dataset whose paper numbers the report shows
+    seeds: list[int]
+    budget: str
+    overrides: list[str]  # applied to every run before the row's own
+    directory: Path
+    shared: Path
+    timing_users: int = 0  # decoding study: users timed (0 = all test users)
+
+    def run_dir(self, row: str, seed: int) -> Path:
+        return self.directory / row / f"seed-{seed}"
+
+    def config(self, row, seed: int) -> RunConfig:
+        return build_config(self.overrides + row.overrides + [f"seed={seed}", f"run_dir={self.run_dir(row.name, seed)}"])
+
+    def describe(self) -> dict:
+        return {"study": self.study.name, "table": self.study.table, "title": self.study.title, "note": self.study.note,
+                "dataset": self.dataset, "paper_dataset": self.paper_dataset, "budget": self.budget,
+                "seeds": self.seeds, "overrides": self.overrides, "timing": self.study.timing,
+                "rows": [dataclasses.asdict(r) for r in self.study.rows]}
+
+
+def parse_experiment_args(args: list[str]) -> Experiment:
+    """``<study> dataset=beauty seeds=5 budget=cpu [root=...] [encoders=a,b] [paper_dataset=...] [key=value ...]``"""
+    if not args or "=" in args[0]:
+        raise ConfigError(f"sidrec experiment needs a study first: sidrec experiment <study> dataset=<name> ... "
+                          f"(studies: {', '.join(STUDIES)})")
+    name, options, overrides = args[0], {}, []
+    own = {"dataset", "seeds", "budget", "root", "encoders", "paper_dataset", "timing_users"}
+    for key, value in parse_overrides(args[1:]):
+        if key in own:
+            options[key] = value
+        else:
+            overrides.append(f"{key}={value}")
+    budget = options.get("budget", "cpu")
+    if budget not in BUDGETS:
+        raise ConfigError(f"budget={budget!r}: expected one of {', '.join(BUDGETS)}")
+    dataset = options.get("dataset", "beauty")
+    seeds_arg = options.get("seeds", "3")
+    seeds = list(range(int(seeds_arg))) if "," not in seeds_arg else [int(s) for s in seeds_arg.split(",")]
+    given = {k for k, _ in parse_overrides(overrides)}
+    data = [f"data.name={dataset}"]
+    if "data.format" not in given:
+        if dataset != "beauty":
+            raise ConfigError(f"dataset={dataset} is not bundled: give its files, e.g. data.format=p5 "
+                              f"data.path=/path/to/{dataset} (formats: docs/datasets.md)")
+        data.append("data.format=bundled")
+    study = get_study(name, encoders=options.get("encoders", "all-MiniLM-L6-v2"),
+                      codes_divisor=TINY_CODES_DIVISOR if budget == "tiny" else 1)
+    root = Path(options.get("root", "runs/experiments"))
+    experiment = Experiment(study, dataset, options.get("paper_dataset", dataset), seeds, budget,
+                            [f"preset={BUDGETS[budget]}", *data, *overrides], root / f"{name}-{dataset}",
+                            root / "_shared", int(options.get("timing_users", "0")))
+    build_config(experiment.overrides)  # fail now on a bad key, not after the first row
+    return experiment
+
+
+# --- shared artifacts -------------------------------------------------------------------------
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def shared_stages(cfg: RunConfig) -> list[tuple[str, tuple[str, ...]]]:
+    """(shared folder name, files) per stage; the key holds every setting the stage's output depends on."""
+    d = cfg.data
+    data_key = _key(d.format, d.path, d.name, d.min_interactions)
+    encoder = {k: v for k, v in dataclasses.asdict(cfg.encoder).items() if k not in ("device", "batch_size", "cache_dir")}
+    emb_key = _key(data_key, encoder, d.text_template, d.missing_text, d.max_text_chars)
+    tokenizer = {k: v for k, v in dataclasses.asdict(cfg.tokenizer).items() if k != "device"}
+    sid_key = _key(emb_key, tokenizer, cfg.seed)  # the tokenizer fit is seeded by the run's seed
+    return [(f"data-{data_key}", DATA_FILES), (f"emb-{emb_key}", EMBED_FILES), (f"sid-{sid_key}", SID_FILES)]
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard link (artifacts are replaced atomically, never modified in place), else copy; atomic."""
+    tmp = dst.with_name(f".{dst.name}.link.tmp")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def link_shared(shared: Path, cfg: RunConfig, run_dir: Path) -> list[str]:
+    """Bring every complete shared stage into ``run_dir``; returns the stages reused."""
+    reused = []
+    for folder, files in shared_stages(cfg):
+        src = shared / folder
+        if all((src / f).exists() for f in files) and not all((run_dir / f).exists() for f in files):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            for f in files:
+                _link(src / f, run_dir / f)
+            reused.append(folder.split("-")[0])
+    return reused
+
+
+def publish_shared(shared: Path, cfg: RunConfig, run_dir: Path) -> None:
+    for folder, files in shared_stages(cfg):
+        dst = shared / folder
+        if all((run_dir / f).exists() for f in files) and not all((dst / f).exists() for f in files):
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in files:
+                _link(run_dir / f, dst / f)
+
+
+# --- decoding time ----------------------------------------------------------------------------
+def time_decoding(run_dir: Path, max_users: int = 0) -> dict:
+    """Re-run the test-set beam search of a finished run and time it (model and trie already built)."""
+    import numpy as np
+    import torch
+
+    from sidrec.checkpoint import load_model_file
+    from sidrec.config import load_config
+    from sidrec.data.dataset import Dataset
+    from sidrec.data.split import evaluation_samples
+    from sidrec.evaluate.metrics import compute_metrics
+    from sidrec.evaluate.runner import Ranker, rank_samples
+    from sidrec.tokenize.sid_table import SIDTable
+    from sidrec.vocab import SIDVocab
+
+    cfg = load_config(run_dir / "config.json")
+    dataset = Dataset.load(run_dir)
+    sid_table = SIDTable.load(run_dir / "sid_table.npz")
+    model, _ = load_model_file(run_dir / "model.pt")
+    samples = evaluation_samples(dataset, cfg.model.max_history, "test")
+    if 0 < max_users < len(samples):
+        samples = samples.subset(np.arange(max_users))
+    use_cuda = torch.cuda.is_available() and cfg.train.accelerator != "cpu"
+    device = torch.device("cuda" if use_cuda else "cpu")
+    start = time.perf_counter()
+    ranker = Ranker(sid_table, SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens), cfg.decode).to(device)
+    setup = time.perf_counter() - start
+    model = model.to(device)
+    ks = cfg.ks()
+    if use_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    ranked = rank_samples(model, ranker, samples, max(ks), cfg.decode.batch_size, cfg.seed, progress=False)
+    if use_cuda:
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    return {"decode_ms_per_user": 1000 * seconds / max(len(samples), 1), "decode_seconds": round(seconds, 3),
+            "users": len(samples), "trie_build_seconds": round(setup, 3), "device": str(device),
+            "threads": torch.get_num_threads(), "num_beams": cfg.decode.num_beams,
+            "batch_size": cfg.decode.batch_size, "constrained": cfg.decode.constrained,
+            "timed_metrics": compute_metrics(ranked, samples.targets, ks=ks)}
+
+
+# --- the loop ---------------------------------------------------------------------------------
+def _finished(exp: Experiment, run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").exists() and (not exp.study.timing or (run_dir / "timing.json").exists())
+
+
+def run_experiment(exp: Experiment, progress: bool = True) -> dict:
+    """Run every unfinished (row, seed), then write the report. Returns counts and report paths."""
+    from sidrec.experiments.report import write_report
+    from sidrec.pipeline import run
+
+    exp.directory.mkdir(parents=True, exist_ok=True)
+    write_json(exp.directory / "experiment.json", exp.describe())
+    counts = {"trained": 0, "skipped": 0, "failed": 0, "timed": 0}
+    total = len(exp.study.rows) * len(exp.seeds)
+    done = 0
+    for row in exp.study.rows:
+        for seed in exp.seeds:
+            done += 1
+            run_dir = exp.run_dir(row.name, seed)
+            where = f"[{done}/{total}] {exp.study.name} row={row.name} seed={seed}"
+            if _finished(exp, run_dir):
+                counts["skipped"] += 1
+                print(f"{where}: finished, skipped ({run_dir})")
+                continue
+            cfg = exp.config(row, seed)
+            try:
+                if not (run_dir / "metrics.json").exists():
+                    reused = link_shared(exp.shared, cfg, run_dir)
+                    print(f"{where}: running in {run_dir}" + (f" (reusing {', '.join(reused)})" if reused else ""),
+                          flush=True)
+                    start = time.perf_counter()
+                    run(cfg)
+                    counts["trained"] += 1
+                    publish_shared(exp.shared, cfg, run_dir)
+                    print(f"{where}: done in {time.perf_counter() - start:.0f} s", flush=True)
+                if exp.study.timing:
+                    write_json(run_dir / "timing.json", time_decoding(run_dir, exp.timing_users))
+                    counts["timed"] += 1
+            except DataError as exc:
+                raise DataError(f"study {exp.study.name} on {exp.dataset}: {exc}") from None
+            except (KeyboardInterrupt, ConfigError):
+                raise
+            except Exception:  # one failed run must not lose the others; the report shows what finished
+                counts["failed"] += 1
+                run_dir.mkdir(parents=True, exist_ok=True)
+                (run_dir / "error.log").write_text(traceback.format_exc())
+                print(f"{where}: FAILED, see {run_dir / 'error.log'}", flush=True)
+    paths = write_report(exp.directory)
+    return {**counts, **{k: str(v) for k, v in paths.items()}}

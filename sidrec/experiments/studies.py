@@ -1,0 +1,122 @@
+"""The paper's studies (GRID Tables 1-8): each is a list of rows, a row is a set of config overrides
+plus the name of the paper's row it reproduces (None for our extra rows)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from sidrec.errors import ConfigError
+
+PAPER_TABLES = Path(__file__).with_name("paper_tables.json")
+METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
+
+
+@dataclass
+class Row:
+    name: str  # directory name under the study directory
+    label: str  # shown in the report
+    overrides: list[str]
+    paper_row: str | None  # row name in paper_tables.json, None = no paper counterpart
+
+
+@dataclass
+class Study:
+    name: str
+    table: int
+    title: str
+    rows: list[Row]
+    note: str = ""
+    timing: bool = False  # also measure test decoding time per user
+    extra_keys: list[str] = field(default_factory=list)
+
+
+def _encoder_rows(encoders: str) -> list[Row]:
+    """Rows for the encoder study from a comma list of models (names or local paths)."""
+    rows = []
+    for model in [m.strip() for m in encoders.split(",") if m.strip()]:
+        low = model.lower()
+        paper = None
+        for size, label in (("xxl", "Flan-T5-XXL"), ("xl", "Flan-T5-XL"), ("large", "Flan-T5-Large")):
+            if re.search(rf"flan-t5-{size}\b", low):
+                paper = label
+                break
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model.rstrip("/").split("/")[-1])
+        rows.append(Row(slug, model, [f"encoder.model={model}"], paper))
+    return rows
+
+
+def sid_shape_rows(codes_divisor: int = 1) -> list[Row]:
+    rows = []
+    for levels, codes in ((3, 128), (3, 256), (3, 512), (2, 256), (4, 256), (5, 256)):
+        w = max(2, codes // codes_divisor)
+        label = f"{levels}x{codes}" if codes_divisor == 1 else f"{levels}x{codes} (run as {levels}x{w})"
+        rows.append(Row(f"{levels}x{codes}", label,
+                        [f"tokenizer.num_levels={levels}", f"tokenizer.num_codes_per_level={w}"], f"{levels}x{codes}"))
+    return rows
+
+
+def get_study(name: str, encoders: str = "all-MiniLM-L6-v2", codes_divisor: int = 1) -> Study:
+    """``codes_divisor`` shrinks codebooks for tiny budgets (a 40-item test catalog cannot fill 512 codes)."""
+    if name == "tokenizer":
+        return Study(name, 1, "SID tokenizer algorithm", [
+            Row("rkmeans", "RK-Means", ["tokenizer.kind=rkmeans"], "RK-Means"),
+            Row("rvq", "R-VQ", ["tokenizer.kind=rvq"], "R-VQ"),
+            Row("rqvae", "RQ-VAE", ["tokenizer.kind=rqvae"], "RQ-VAE"),
+        ])
+    if name == "encoder":
+        return Study(name, 2, "semantic encoder", _encoder_rows(encoders),
+                     note="The paper's rows are Flan-T5 Large/XL/XXL (mean pooling); pass "
+                          "encoders=google/flan-t5-large,... to run them. Other encoders have no paper value.")
+    if name == "sid_shape":
+        return Study(name, 3, "SID shape L x W (RK-Means)", sid_shape_rows(codes_divisor),
+                     note="" if codes_divisor == 1 else f"codebooks divided by {codes_divisor} for this budget")
+    if name == "user_tokens":
+        return Study(name, 4, "TIGER user tokens", [
+            Row(str(n), f"{n} user tokens", [f"model.num_user_tokens={n}"], str(n)) for n in (0, 2000, 4000, 6000, 8000)
+        ])
+    if name == "architecture":
+        return Study(name, 5, "architecture", [
+            Row("encoder_decoder", "Enc-Dec", ["model.arch=encoder_decoder"], "Enc-Dec"),
+            Row("decoder_only", "Dec-only", ["model.arch=decoder_only"], "Dec-only"),
+            Row("moe", "Enc-Dec + MoE (4 experts, top-2; extra)", ["model.arch=encoder_decoder", "model.num_experts=4"],
+                None),
+        ])
+    if name == "augmentation":
+        return Study(name, 6, "training data augmentation", [
+            Row("sliding_window", "Sliding Window", ["train.sliding_window=true"], "Sliding Window"),
+            Row("no_augmentation", "No Augmentation", ["train.sliding_window=false"], "No Augmentation"),
+        ])
+    if name == "dedup":
+        return Study(name, 7, "SID de-duplication", [
+            Row("extra_digit", "With De-dup. (extra digit)", ["tokenizer.dedup=extra_digit"], "With De-dup."),
+            Row("random", "No De-dup. (random pick)", ["tokenizer.dedup=random"], "No De-dup."),
+        ])
+    if name == "decoding":
+        return Study(name, 8, "beam search", [
+            Row("constrained", "Constrained", ["decode.constrained=true"], "Constrained"),
+            Row("free_form", "Free-form", ["decode.constrained=false"], "Free-form"),
+        ], timing=True, extra_keys=["decode_ms_per_user"],
+            note="decode_ms_per_user: wall time of the test-set beam search divided by the number of users.")
+    raise ConfigError(f"unknown study {name!r} (have: {', '.join(STUDIES)})")
+
+
+STUDIES = ("tokenizer", "encoder", "sid_shape", "user_tokens", "architecture", "augmentation", "dedup", "decoding")
+
+
+@lru_cache(maxsize=1)
+def paper_tables() -> dict:
+    return json.loads(PAPER_TABLES.read_text())
+
+
+def paper_value(table: int, dataset: str, row: str | None) -> dict[str, float] | None:
+    """The paper's four metrics for (table, dataset, row), or None where the paper has no such row."""
+    if row is None:
+        return None
+    for result in paper_tables()["tables"][str(table)]["results"]:
+        if result["dataset"] == dataset and result["row"] == row:
+            return {m: result[m] for m in METRICS}
+    return None

@@ -1,0 +1,180 @@
+"""Experiment harness: a whole study at budget=tiny (table, CSV, plot, decoding time), resume,
+shared artifacts, the report's paper column, every study's rows, the paper tables as data."""
+
+import csv
+import json
+import os
+
+import pytest
+
+from sidrec.cli import main
+from sidrec.errors import ConfigError
+from sidrec.experiments import paper_tables, paper_value
+from sidrec.experiments.runner import parse_experiment_args, run_experiment
+from sidrec.experiments.studies import METRICS, STUDIES
+
+from conftest import write_tiny_p5
+
+
+def _args(study, data, root, *extra):
+    return [study, "dataset=tiny", "paper_dataset=beauty", "budget=tiny", "seeds=1", f"root={root}",
+            "data.format=p5", f"data.path={data}", "train.max_steps=6", "train.val_every=3", *extra]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The decoding study (2 rows, decoding time per user) run once through the CLI."""
+    root = tmp_path_factory.mktemp("exp")
+    data = write_tiny_p5(root / "data")
+    old = os.environ.get("SIDREC_CACHE_DIR")
+    os.environ["SIDREC_CACHE_DIR"] = str(root / "cache")
+    try:
+        assert main(["experiment", *_args("decoding", data, root / "runs")]) == 0
+    finally:
+        if old is None:
+            os.environ.pop("SIDREC_CACHE_DIR", None)
+        else:
+            os.environ["SIDREC_CACHE_DIR"] = old
+    return {"root": root / "runs", "data": data, "dir": root / "runs" / "decoding-tiny"}
+
+
+def _read_csv(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_study_writes_runs_table_csv_and_plot(study):
+    d = study["dir"]
+    for row in ("constrained", "free_form"):
+        run = d / row / "seed-0"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert 0 <= metrics["recall@10"] <= 1
+        timing = json.loads((run / "timing.json").read_text())
+        assert timing["decode_ms_per_user"] > 0 and timing["users"] == 60
+        # the timed pass ranks exactly like the run's own test
+        assert timing["timed_metrics"]["recall@10"] == pytest.approx(metrics["recall@10"])
+    assert json.loads((d / "constrained" / "seed-0" / "config.json").read_text())["decode"]["constrained"] is True
+    assert json.loads((d / "free_form" / "seed-0" / "config.json").read_text())["decode"]["constrained"] is False
+    text = (d / "report.md").read_text()
+    assert "| Constrained | 1 |" in text and "| Free-form | 1 |" in text and "decode ms/user" in text
+    assert "Reduced budget" in text
+    rows = _read_csv(d / "report.csv")
+    assert [r["row"] for r in rows] == ["constrained", "free_form"]
+    assert float(rows[0]["recall@10_mean"]) == pytest.approx(
+        json.loads((d / "constrained" / "seed-0" / "metrics.json").read_text())["recall@10"])
+    assert float(rows[1]["decode_ms_per_user_mean"]) > 0
+    assert (d / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_paper_column_matches_the_stored_tables(study):
+    rows = _read_csv(study["dir"] / "report.csv")
+    text = (study["dir"] / "report.md").read_text()
+    for row in rows:
+        paper = paper_value(8, "beauty", row["paper_row"])
+        assert paper is not None
+        for m in METRICS:
+            assert float(row[f"{m}_paper"]) == paper[m]
+    stored = {r["row"]: r for r in paper_tables()["tables"]["8"]["results"] if r["dataset"] == "beauty"}
+    line = next(line for line in text.splitlines() if line.startswith("| Free-form |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert [float(cells[i]) for i in (3, 5, 7, 9)] == [stored["Free-form"][m] for m in METRICS]
+
+
+def test_rows_share_dataset_embeddings_and_sids(study):
+    d = study["dir"]
+    a, b = d / "constrained" / "seed-0", d / "free_form" / "seed-0"
+    # decoding rows differ only at decoding: same dataset, embeddings and SID table, stored once
+    for name in ("sequences.npz", "embeddings.npy", "sid_table.npz", "tokenizer.pt"):
+        assert os.path.samefile(a / name, b / name), name
+    assert len(list((study["root"] / "_shared").glob("sid-*"))) == 1
+
+
+def test_second_run_trains_nothing_and_report_command_rebuilds(study, monkeypatch, capsys):
+    import sidrec.pipeline
+
+    def no_training(cfg, stages="all"):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(sidrec.pipeline, "run", no_training)
+    exp = parse_experiment_args(_args("decoding", study["data"], study["root"]))
+    result = run_experiment(exp)
+    assert result["trained"] == 0 and result["skipped"] == 2 and result["failed"] == 0
+    # a run interrupted after training but before timing only redoes the timing
+    (study["dir"] / "free_form" / "seed-0" / "timing.json").unlink()
+    result = run_experiment(exp)
+    assert result["trained"] == 0 and result["timed"] == 1 and result["skipped"] == 1
+    for name in ("report.md", "report.csv", "report.png"):
+        (study["dir"] / name).unlink()
+    capsys.readouterr()
+    assert main(["report", str(study["dir"])]) == 0
+    assert all((study["dir"] / n).exists() for n in ("report.md", "report.csv", "report.png"))
+    assert "| Constrained | 1 |" in capsys.readouterr().out
+
+
+def test_a_half_finished_study_reports_what_finished(tmp_path):
+    data = write_tiny_p5(tmp_path / "data")
+    exp = parse_experiment_args(_args("augmentation", data, tmp_path / "runs", "seeds=2"))
+    exp.directory.mkdir(parents=True)
+    (exp.directory / "experiment.json").write_text(json.dumps(exp.describe()))
+    run = exp.run_dir("sliding_window", 1)
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({m: 0.5 for m in METRICS}))
+    from sidrec.experiments.report import write_report
+
+    write_report(exp.directory)
+    rows = _read_csv(exp.directory / "report.csv")
+    assert rows[0]["seeds"] == "1" and float(rows[0]["recall@5_mean"]) == 0.5
+    assert rows[1]["seeds"] == "" and rows[1]["recall@5_mean"] == ""
+    assert "| No Augmentation | 0 | — |" in (exp.directory / "report.md").read_text()
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_has_valid_rows_with_paper_counterparts(name, tmp_path):
+    extra = ["encoders=all-MiniLM-L6-v2,google/flan-t5-large,google/flan-t5-xl,google/flan-t5-xxl"]
+    for budget in ("tiny", "paper"):
+        exp = parse_experiment_args([name, "dataset=beauty", f"budget={budget}", f"root={tmp_path}", *extra])
+        names = [r.name for r in exp.study.rows]
+        assert len(set(names)) == len(names)
+        for row in exp.study.rows:
+            cfg = exp.config(row, 3)  # every override is a valid config key and value
+            assert cfg.seed == 3 and cfg.run_dir.endswith(f"{name}-beauty/{row.name}/seed-3")
+            if row.paper_row is not None:
+                assert paper_value(exp.study.table, "beauty", row.paper_row) is not None, row.paper_row
+    with_paper = [r for r in exp.study.rows if r.paper_row]
+    assert len(with_paper) >= (3 if name in ("tokenizer", "encoder") else 2)
+
+
+def test_sid_shape_rows_scale_codebooks_only_for_the_tiny_budget(tmp_path):
+    tiny = parse_experiment_args(["sid_shape", "budget=tiny", f"root={tmp_path}"])
+    paper = parse_experiment_args(["sid_shape", "budget=paper", f"root={tmp_path}"])
+    assert [tiny.config(r, 0).tokenizer.num_codes_per_level for r in tiny.study.rows] == [4, 8, 16, 8, 8, 8]
+    assert [paper.config(r, 0).tokenizer.num_codes_per_level for r in paper.study.rows] == [128, 256, 512, 256, 256, 256]
+    assert [paper.config(r, 0).tokenizer.num_levels for r in paper.study.rows] == [3, 3, 3, 2, 4, 5]
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    assert main(["experiment", "nope", f"root={tmp_path}"]) == 2
+    assert "unknown study 'nope'" in capsys.readouterr().err
+    assert main(["experiment", "tokenizer", "dataset=sports", f"root={tmp_path}"]) == 2
+    assert "data.format=p5" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="unknown config key"):
+        parse_experiment_args(["tokenizer", "model.nope=1", f"root={tmp_path}"])
+    with pytest.raises(ConfigError, match="budget"):
+        parse_experiment_args(["tokenizer", "budget=huge", f"root={tmp_path}"])
+    assert main(["report", str(tmp_path)]) == 2
+    assert "experiment.json" in capsys.readouterr().err
+    assert main(["experiment", "list"]) == 0
+    assert "sid_shape" in capsys.readouterr().out
+
+
+def test_paper_tables_hold_tables_1_to_8():
+    tables = paper_tables()["tables"]
+    assert sorted(int(t) for t in tables) == list(range(1, 9))
+    assert {t["study"] for t in tables.values()} == set(STUDIES)
+    assert sum(len(t["results"]) for t in tables.values()) == 53
+    assert paper_value(1, "beauty", "RK-Means") == {"recall@5": 0.0422, "recall@10": 0.0639, "ndcg@5": 0.0277,
+                                                    "ndcg@10": 0.0347}
+    assert paper_value(5, "sports", "Dec-only")["ndcg@5"] == 0.00979
+    assert paper_value(4, "beauty", "8000")["ndcg@10"] == 0.0335
+    assert paper_value(3, "beauty", "5x256")["recall@10"] == 0.0596
+    assert paper_value(1, "beauty", "nope") is None
