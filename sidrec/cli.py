@@ -6,12 +6,11 @@ Commands:
   prepare    load the dataset into the run directory and print its statistics
   tokenize   prepare -> embed -> tokenize, print the SID diagnostics
   evaluate   re-evaluate a finished run: ``sidrec evaluate run_dir=runs/... [decode.num_beams=20 ...]``
+  serve      HTTP service over a finished run: ``sidrec serve run_dir=runs/... [port=8000 max_batch=64 ...]``
+  add-items  cold start: ``sidrec add-items run_dir=runs/... items=new_items.jsonl`` (no retraining)
   sasrec     SASRec baseline, same split and metrics: ``sidrec sasrec [seeds=3] [sasrec.dropout=0.5 ...]``
   experiment a paper study: ``sidrec experiment <study> dataset=beauty seeds=3 budget=tiny|cpu|paper`` (``list``)
   report     rebuild a study's report: ``sidrec report runs/experiments/<study>-<dataset>``
-  sasrec     SASRec baseline, same split and metrics: ``sidrec sasrec [seeds=3] [sasrec.dropout=0.5 ...]``
-  serve      HTTP service over a finished run: ``sidrec serve run_dir=runs/... [port=8000 max_batch=64 ...]``
-  add-items  cold start: ``sidrec add-items run_dir=runs/... items=new_items.jsonl`` (no retraining)
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from sidrec.errors import SidrecError
 
 COMMANDS = ("run", "train", "prepare", "tokenize", "evaluate")
 COMMANDS += ("sasrec", "experiment", "report")
-COMMANDS += ("sasrec",)
 COMMANDS += ("serve", "add-items")
 
 
@@ -139,6 +137,24 @@ def cmd_evaluate(args: list[str]) -> None:
     print(format_metrics(metrics, title=f"{stage} metrics ({run_dir})"))
 
 
+def cmd_sasrec(args: list[str]) -> None:
+    from sidrec.baselines import cli
+
+    cli(args)
+
+
+def cmd_experiment(args: list[str]) -> None:
+    from sidrec.experiments import cli_experiment
+
+    cli_experiment(args)
+
+
+def cmd_report(args: list[str]) -> None:
+    from sidrec.experiments import cli_report
+
+    cli_report(args)
+
+
 def cmd_serve(args: list[str]) -> None:
     from sidrec.serve import main as serve_main
 
@@ -163,30 +179,6 @@ def cmd_add_items(args: list[str]) -> None:
           f"catalog generation {result.generation}); no retraining needed")
 
 
-def cmd_sasrec(args: list[str]) -> None:
-    from sidrec.baselines import cli
-
-    cli(args)
-
-
-def cmd_sasrec(args: list[str]) -> None:
-    from sidrec.baselines import cli
-
-    cli(args)
-
-
-def cmd_experiment(args: list[str]) -> None:
-    from sidrec.experiments import cli_experiment
-
-    cli_experiment(args)
-
-
-def cmd_report(args: list[str]) -> None:
-    from sidrec.experiments import cli_report
-
-    cli_report(args)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -196,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"run": cmd_run, "train": cmd_run, "prepare": cmd_prepare, "tokenize": cmd_tokenize,
                 "evaluate": cmd_evaluate}
     handlers.update(sasrec=cmd_sasrec, experiment=cmd_experiment, report=cmd_report)
-    handlers.update(sasrec=cmd_sasrec)
     handlers.update({"serve": cmd_serve, "add-items": cmd_add_items})
     if command not in handlers:
         print(f"error: unknown command {command!r} (have: {', '.join(COMMANDS)})", file=sys.stderr)
