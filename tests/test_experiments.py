@@ -111,6 +111,27 @@ def test_second_run_trains_nothing_and_report_command_rebuilds(study, monkeypatc
     assert "| Constrained | 1 |" in capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def shared_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("studies")
+    return {"root": root / "runs", "data": write_tiny_p5(root / "data"), "cache": root / "cache"}
+
+
+@pytest.mark.parametrize("name", [s for s in STUDIES if s != "decoding"])
+def test_each_study_runs_end_to_end_at_the_tiny_budget(name, shared_root, monkeypatch):
+    monkeypatch.setenv("SIDREC_CACHE_DIR", str(shared_root["cache"]))
+    exp = parse_experiment_args(_args(name, shared_root["data"], shared_root["root"], "train.max_steps=4",
+                                      "train.val_every=2"))
+    result = run_experiment(exp, progress=False)
+    assert result["failed"] == 0 and result["trained"] == len(exp.study.rows)
+    rows = _read_csv(exp.directory / "report.csv")
+    assert [r["row"] for r in rows] == [r.name for r in exp.study.rows]
+    assert all(r["seeds"] == "0" and 0 <= float(r["recall@10_mean"]) <= 1 for r in rows)
+    text = (exp.directory / "report.md").read_text()
+    assert all(f"| {r.label} | 1 |" in text for r in exp.study.rows)
+    assert (exp.directory / "report.png").stat().st_size > 1000
+
+
 def test_a_half_finished_study_reports_what_finished(tmp_path):
     data = write_tiny_p5(tmp_path / "data")
     exp = parse_experiment_args(_args("augmentation", data, tmp_path / "runs", "seeds=2"))
