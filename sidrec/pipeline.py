@@ -45,6 +45,27 @@ def resolve_run_dir(cfg: RunConfig) -> Path:
     return run_dir
 
 
+def check_reusable(cfg: RunConfig, run_dir: Path) -> None:
+    """Artifacts are reused by file name, so a run directory must not mix configs: the sections
+    that produced them (data, encoder, tokenizer and the seed that fits the tokenizer) must match."""
+    path = run_dir / "config.json"
+    if not path.exists() or not (run_dir / "sequences.npz").exists():
+        return
+    previous, current = json.loads(path.read_text()), cfg.to_dict()
+    sections = ["data", "encoder"] + (["tokenizer", "seed"] if (run_dir / "sid_table.npz").exists() else [])
+    ignored = {"device", "batch_size", "cache_dir"}  # where/how fast, not what
+    for section in sections:
+        old, new = previous.get(section), current[section]
+        if isinstance(new, dict):
+            diff = sorted(k for k in new if k not in ignored and (old or {}).get(k) != new[k])
+            if diff:
+                k = diff[0]
+                raise ArtifactError(f"{run_dir}: holds artifacts made with {section}.{k}={(old or {}).get(k)!r}, "
+                                    f"not {new[k]!r}; use a new run_dir (or delete the stale artifacts)")
+        elif old != new:
+            raise ArtifactError(f"{run_dir}: holds SIDs fitted with {section}={old!r}, not {new!r}; use a new run_dir")
+
+
 def save_config(cfg: RunConfig, run_dir: Path) -> None:
     write_text(run_dir / "config.json", cfg.to_json() + "\n")
 
@@ -114,6 +135,7 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
 
     run_dir = resolve_run_dir(cfg)
     print(cfg.to_json())
+    check_reusable(cfg, run_dir)
     save_config(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = prepare(cfg, run_dir)

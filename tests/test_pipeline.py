@@ -108,3 +108,17 @@ def test_embeddings_with_wrong_row_count_are_refused(tiny_p5, tmp_path):
     np.save(tmp_path / "embeddings.npy", np.zeros((dataset.num_items - 1, 8), dtype=np.float32))
     with pytest.raises(ArtifactError, match=f"embeddings.npy: {dataset.num_items - 1} rows but the item table has 40"):
         embed(cfg, tmp_path, dataset)
+
+
+def test_rerun_with_another_tokenizer_in_the_same_run_dir_is_refused(finished_run, capsys):
+    import shutil
+
+    run_dir = finished_run.parent / "reuse"
+    shutil.copytree(finished_run, run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    data = f"data.path={config['data']['path']}"
+    assert main(["tokenize", *TINY, data, f"run_dir={run_dir}", "tokenizer.kind=rvq"]) == 2
+    err = capsys.readouterr().err
+    assert "tokenizer.kind='rkmeans', not 'rvq'" in err and str(run_dir) in err
+    # the same config (and a different decode setting, which makes no artifact) is fine
+    assert main(["tokenize", *TINY, data, f"run_dir={run_dir}", "decode.num_beams=20"]) == 0
