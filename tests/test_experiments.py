@@ -16,6 +16,18 @@ from sidrec.experiments.studies import METRICS, STUDIES
 from conftest import write_tiny_p5
 
 
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """Tiny tensors: one thread is as fast on an idle machine and far faster on a busy one."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the subprocesses of parallel=N
+    yield
+    torch.set_num_threads(old)
+
+
 def _args(study, data, root, *extra):
     return [study, "dataset=tiny", "paper_dataset=beauty", "budget=tiny", "seeds=1", f"root={root}",
             "data.format=p5", f"data.path={data}", "train.max_steps=6", "train.val_every=3", *extra]
@@ -130,6 +142,20 @@ def test_each_study_runs_end_to_end_at_the_tiny_budget(name, shared_root, monkey
     text = (exp.directory / "report.md").read_text()
     assert all(f"| {r.label} | 1 |" in text for r in exp.study.rows)
     assert (exp.directory / "report.png").stat().st_size > 1000
+
+
+def test_parallel_runs_in_subprocesses_share_the_first_runs_artifacts(shared_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("SIDREC_CACHE_DIR", str(shared_root["cache"]))
+    exp = parse_experiment_args(_args("architecture", shared_root["data"], tmp_path / "runs", "parallel=2",
+                                      "train.max_steps=4", "train.val_every=2"))
+    assert exp.parallel == 2
+    result = run_experiment(exp)
+    assert result["trained"] == 3 and result["failed"] == 0
+    runs = [exp.run_dir(r.name, 0) for r in exp.study.rows]
+    assert [(run / "run.log").exists() for run in runs] == [False, True, True]  # the first one in-process
+    for name in ("embeddings.npy", "sid_table.npz"):
+        assert all(os.path.samefile(runs[0] / name, run / name) for run in runs)
+    assert len(_read_csv(exp.directory / "report.csv")) == 3
 
 
 def test_a_half_finished_study_reports_what_finished(tmp_path):

@@ -8,7 +8,8 @@
 Options: ``dataset=`` (beauty is bundled; others need data.format/data.path), ``seeds=N`` or
 ``seeds=0,3,7``, ``budget=tiny|cpu|paper`` (the config preset), ``root=`` (default
 runs/experiments), ``encoders=a,b`` (encoder study), ``paper_dataset=`` (whose paper numbers to
-show), ``timing_users=N`` (decoding study); anything else is a config override for every run.
+show), ``timing_users=N`` (decoding study), ``parallel=N`` and ``gpus=0,1`` (runs at once, one
+process and GPU each); anything else is a config override for every run.
 """
 
 from __future__ import annotations

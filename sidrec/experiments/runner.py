@@ -44,6 +44,8 @@ class Experiment:
     directory: Path
     shared: Path
     timing_users: int = 0  # decoding study: users timed (0 = all test users)
+    parallel: int = 1  # runs at once (each in its own process)
+    gpus: list[str] = dataclasses.field(default_factory=list)  # CUDA_VISIBLE_DEVICES per process, round-robin
 
     def run_dir(self, row: str, seed: int) -> Path:
         return self.directory / row / f"seed-{seed}"
@@ -64,7 +66,7 @@ def parse_experiment_args(args: list[str]) -> Experiment:
         raise ConfigError(f"sidrec experiment needs a study first: sidrec experiment <study> dataset=<name> ... "
                           f"(studies: {', '.join(STUDIES)})")
     name, options, overrides = args[0], {}, []
-    own = {"dataset", "seeds", "budget", "root", "encoders", "paper_dataset", "timing_users"}
+    own = {"dataset", "seeds", "budget", "root", "encoders", "paper_dataset", "timing_users", "parallel", "gpus"}
     for key, value in parse_overrides(args[1:]):
         if key in own:
             options[key] = value
@@ -89,6 +91,11 @@ def parse_experiment_args(args: list[str]) -> Experiment:
     experiment = Experiment(study, dataset, options.get("paper_dataset", dataset), seeds, budget,
                             [f"preset={BUDGETS[budget]}", *data, *overrides], root / f"{name}-{dataset}",
                             root / "_shared", int(options.get("timing_users", "0")))
+    gpus = [g.strip() for g in options.get("gpus", "").split(",") if g.strip()]
+    experiment.gpus = gpus
+    experiment.parallel = int(options.get("parallel", str(max(len(gpus), 1))))
+    if experiment.parallel < 1:
+        raise ConfigError(f"parallel={experiment.parallel}: expected >= 1")
     build_config(experiment.overrides)  # fail now on a bad key, not after the first row
     return experiment
 
@@ -191,47 +198,108 @@ def _finished(exp: Experiment, run_dir: Path) -> bool:
     return (run_dir / "metrics.json").exists() and (not exp.study.timing or (run_dir / "timing.json").exists())
 
 
-def run_experiment(exp: Experiment, progress: bool = True) -> dict:
-    """Run every unfinished (row, seed), then write the report. Returns counts and report paths."""
-    from sidrec.experiments.report import write_report
+def _after_training(exp: Experiment, run_dir: Path, counts: dict) -> None:
+    if exp.study.timing and not (run_dir / "timing.json").exists():
+        write_json(run_dir / "timing.json", time_decoding(run_dir, exp.timing_users))
+        counts["timed"] += 1
+
+
+def _fail(run_dir: Path, where: str, counts: dict, text: str) -> None:
+    counts["failed"] += 1
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.log").write_text(text)
+    print(f"{where}: FAILED, see {run_dir / 'error.log'}", flush=True)
+
+
+def _run_in_process(exp: Experiment, cfg: RunConfig, run_dir: Path, where: str, counts: dict) -> None:
     from sidrec.pipeline import run
+
+    try:
+        if not (run_dir / "metrics.json").exists():
+            start = time.perf_counter()
+            run(cfg)
+            counts["trained"] += 1
+            publish_shared(exp.shared, cfg, run_dir)
+            print(f"{where}: done in {time.perf_counter() - start:.0f} s", flush=True)
+        _after_training(exp, run_dir, counts)
+    except DataError as exc:
+        raise DataError(f"study {exp.study.name} on {exp.dataset}: {exc}") from None
+    except (KeyboardInterrupt, ConfigError):
+        raise
+    except Exception:  # one failed run must not lose the others; the report shows what finished
+        _fail(run_dir, where, counts, traceback.format_exc())
+
+
+def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict) -> None:
+    """``parallel`` runs at once, each ``python -m sidrec.cli run ...`` with its own GPU (``gpus=0,1``)."""
+    import subprocess
+    import sys
+
+    pending, running, slot = list(jobs), [], 0
+    while pending or running:
+        while pending and len(running) < exp.parallel:
+            row, seed, cfg, run_dir, where = pending.pop(0)
+            if (run_dir / "metrics.json").exists():  # trained before, only the timing is missing
+                _run_in_process(exp, cfg, run_dir, where, counts)
+                continue
+            reused = link_shared(exp.shared, cfg, run_dir)
+            env = dict(os.environ)
+            if exp.gpus:
+                env["CUDA_VISIBLE_DEVICES"] = exp.gpus[slot % len(exp.gpus)]
+            slot += 1
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log = open(run_dir / "run.log", "w")
+            cmd = [sys.executable, "-m", "sidrec.cli", "run", *exp.overrides, *row.overrides, f"seed={seed}",
+                   f"run_dir={run_dir}"]
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log, cfg, run_dir,
+                            where, time.perf_counter()))
+            print(f"{where}: started in {run_dir}" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if exp.gpus else "")
+                  + (f" (reusing {', '.join(reused)})" if reused else ""), flush=True)
+        if not running:
+            continue
+        proc, log, cfg, run_dir, where, start = running.pop(0)
+        proc.wait()
+        log.close()
+        if proc.returncode == 0 and (run_dir / "metrics.json").exists():
+            counts["trained"] += 1
+            publish_shared(exp.shared, cfg, run_dir)
+            print(f"{where}: done in {time.perf_counter() - start:.0f} s", flush=True)
+            try:
+                _after_training(exp, run_dir, counts)
+            except Exception:
+                _fail(run_dir, where, counts, traceback.format_exc())
+        else:
+            _fail(run_dir, where, counts, f"exit {proc.returncode}; output in {run_dir / 'run.log'}\n")
+
+
+def run_experiment(exp: Experiment, progress: bool = True) -> dict:
+    """Run every unfinished (row, seed), then write the report. Returns counts and report paths.
+
+    With ``parallel > 1`` the first run goes alone (it computes the dataset and embeddings every
+    other run then shares), the rest run ``parallel`` at a time in their own processes."""
+    from sidrec.experiments.report import write_report
 
     exp.directory.mkdir(parents=True, exist_ok=True)
     write_json(exp.directory / "experiment.json", exp.describe())
     counts = {"trained": 0, "skipped": 0, "failed": 0, "timed": 0}
     total = len(exp.study.rows) * len(exp.seeds)
-    done = 0
+    jobs = []
     for row in exp.study.rows:
         for seed in exp.seeds:
-            done += 1
             run_dir = exp.run_dir(row.name, seed)
-            where = f"[{done}/{total}] {exp.study.name} row={row.name} seed={seed}"
+            where = f"[{len(jobs) + counts['skipped'] + 1}/{total}] {exp.study.name} row={row.name} seed={seed}"
             if _finished(exp, run_dir):
                 counts["skipped"] += 1
                 print(f"{where}: finished, skipped ({run_dir})")
-                continue
-            cfg = exp.config(row, seed)
-            try:
-                if not (run_dir / "metrics.json").exists():
-                    reused = link_shared(exp.shared, cfg, run_dir)
-                    print(f"{where}: running in {run_dir}" + (f" (reusing {', '.join(reused)})" if reused else ""),
-                          flush=True)
-                    start = time.perf_counter()
-                    run(cfg)
-                    counts["trained"] += 1
-                    publish_shared(exp.shared, cfg, run_dir)
-                    print(f"{where}: done in {time.perf_counter() - start:.0f} s", flush=True)
-                if exp.study.timing:
-                    write_json(run_dir / "timing.json", time_decoding(run_dir, exp.timing_users))
-                    counts["timed"] += 1
-            except DataError as exc:
-                raise DataError(f"study {exp.study.name} on {exp.dataset}: {exc}") from None
-            except (KeyboardInterrupt, ConfigError):
-                raise
-            except Exception:  # one failed run must not lose the others; the report shows what finished
-                counts["failed"] += 1
-                run_dir.mkdir(parents=True, exist_ok=True)
-                (run_dir / "error.log").write_text(traceback.format_exc())
-                print(f"{where}: FAILED, see {run_dir / 'error.log'}", flush=True)
+            else:
+                jobs.append((row, seed, exp.config(row, seed), run_dir, where))
+    for i, (row, seed, cfg, run_dir, where) in enumerate(jobs):
+        if exp.parallel > 1 and i > 0:
+            _run_in_subprocesses(exp, jobs[i:], counts)
+            break
+        if not (run_dir / "metrics.json").exists():
+            reused = link_shared(exp.shared, cfg, run_dir)
+            print(f"{where}: running in {run_dir}" + (f" (reusing {', '.join(reused)})" if reused else ""), flush=True)
+        _run_in_process(exp, cfg, run_dir, where, counts)
     paths = write_report(exp.directory)
     return {**counts, **{k: str(v) for k, v in paths.items()}}
