@@ -214,6 +214,14 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert "sid_shape" in capsys.readouterr().out
 
 
+def test_a_dataset_without_item_text_stops_with_a_clear_message(tmp_path, capsys):
+    data = write_tiny_p5(tmp_path / "data")
+    (data / "items.jsonl").unlink()  # like the P5 Sports files: sequences only
+    assert main(["experiment", *_args("tokenizer", data, tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "study tokenizer on tiny" in err and "no text" in err and "data.missing_text=id" in err
+
+
 def test_paper_tables_hold_tables_1_to_8():
     tables = paper_tables()["tables"]
     assert sorted(int(t) for t in tables) == list(range(1, 9))
