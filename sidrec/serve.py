@@ -165,11 +165,26 @@ class Job:
         return self.k, max((len(e) for e in self.excludes), default=0)
 
 
+def model_executor(threads: int = 0) -> ThreadPoolExecutor:
+    """The one thread that runs all torch work of the service (loading, beam search, cold start).
+
+    One thread on purpose: torch's OpenMP pool belongs to the thread that uses it, and on a small
+    CPU a second pool (say, the model loaded in the main thread and run in a worker) made a
+    single request ~1.5x slower on 2 cores. ``threads`` sets that thread's intra-op threads."""
+    import torch
+
+    def init():
+        if threads:
+            torch.set_num_threads(threads)
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="sidrec-model", initializer=init)
+
+
 class MicroBatcher:
-    def __init__(self, state: "ServerState", settings: ServeSettings):
+    def __init__(self, state: "ServerState", settings: ServeSettings, executor: ThreadPoolExecutor):
         self.state, self.settings = state, settings
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sidrec-model")
+        self.executor = executor
         self.batches = self.requests = self.histories = self.max_batch_seen = 0
         self._carry: Job | None = None
         self._task: asyncio.Task | None = None
@@ -251,22 +266,24 @@ class MicroBatcher:
 
 
 class ServerState:
-    def __init__(self, rec: Recommender, settings: ServeSettings):
-        self.rec, self.settings = rec, settings
-        self.batcher = MicroBatcher(self, settings)
+    def __init__(self, rec: Recommender, settings: ServeSettings, executor: ThreadPoolExecutor):
+        self.rec, self.settings, self.executor = rec, settings, executor
+        self.batcher = MicroBatcher(self, settings, executor)
         self.add_lock = asyncio.Lock()
         self.started = time.time()
         self.generation = 0
 
 
 # --- the app ------------------------------------------------------------------------------------
-def create_app(rec: Recommender, settings: ServeSettings | None = None) -> FastAPI:
+def create_app(rec: Recommender, settings: ServeSettings | None = None,
+               executor: ThreadPoolExecutor | None = None) -> FastAPI:
+    """The app over ``rec``. ``executor``: the thread that loaded ``rec`` (see model_executor)."""
     settings = settings or ServeSettings()
     state_holder: dict[str, ServerState] = {}
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        state = ServerState(rec, settings)
+        state = ServerState(rec, settings, executor or model_executor(settings.threads))
         if rec.run_dir is not None:
             from sidrec.cold_start import current_generation
 
@@ -401,14 +418,17 @@ def create_app(rec: Recommender, settings: ServeSettings | None = None) -> FastA
             raise HTTPException(422, f"{len(body.items)} items in one request; at most {settings.max_new_items}")
         if s.rec.run_dir is None:
             raise HTTPException(409, "this service was not started from a run directory; cannot add items")
+        loop = asyncio.get_running_loop()
         async with s.add_lock:
             rec = s.rec
+            # In the model thread (all torch work stays on one thread); recommendations wait meanwhile.
             try:
-                result = await asyncio.to_thread(add, rec.run_dir, body.items, rec.cfg)
+                result = await loop.run_in_executor(s.executor, add, rec.run_dir, body.items, rec.cfg)
             except DataError as exc:
                 status = 409 if "already in the catalog" in str(exc) else 422
                 return _error(status, str(exc))
-            new = await asyncio.to_thread(rec.with_catalog, result.dataset, result.sid_table, result.embeddings)
+            new = await loop.run_in_executor(s.executor, rec.with_catalog, result.dataset, result.sid_table,
+                                             result.embeddings)
             s.rec, s.generation = new, result.generation  # requests batched from now on see the new items
         added = [item_json(new._describe(i, float("nan"))) for i in result.added]
         return JSONResponse({"added": added, "num_items": new.dataset.num_items, "generation": result.generation},
@@ -430,14 +450,12 @@ def create_app(rec: Recommender, settings: ServeSettings | None = None) -> FastA
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
           overrides: list[str] | None = None, device: str = "cpu") -> None:
-    import torch
     import uvicorn
 
     settings = settings or ServeSettings()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    rec = Recommender.load(run_dir, device=device, overrides=overrides)
-    app = create_app(rec, settings)
+    executor = model_executor(settings.threads)
+    rec = executor.submit(Recommender.load, run_dir, device, overrides).result()
+    app = create_app(rec, settings, executor)
     print(f"sidrec: serving {run_dir} ({rec.dataset.num_items} items) on http://{host}:{port} "
           f"(docs at /docs)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
