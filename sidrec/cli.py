@@ -22,11 +22,6 @@ from pathlib import Path
 from sidrec.config import PRESETS, build_config, load_config, parse_overrides
 from sidrec.errors import SidrecError
 
-COMMANDS = ("run", "train", "prepare", "tokenize", "evaluate")
-COMMANDS += ("sasrec", "experiment", "report")
-COMMANDS += ("serve", "add-items")
-
-
 def _split_seeds(args: list[str]) -> tuple[list[int] | None, int, list[str]]:
     seeds, parallel, rest = None, 1, []
     for key, value in parse_overrides(args):
@@ -186,11 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, args = argv[0], argv[1:]
     handlers = {"run": cmd_run, "train": cmd_run, "prepare": cmd_prepare, "tokenize": cmd_tokenize,
-                "evaluate": cmd_evaluate}
-    handlers.update(sasrec=cmd_sasrec, experiment=cmd_experiment, report=cmd_report)
-    handlers.update({"serve": cmd_serve, "add-items": cmd_add_items})
+                "evaluate": cmd_evaluate, "serve": cmd_serve, "add-items": cmd_add_items, "sasrec": cmd_sasrec,
+                "experiment": cmd_experiment, "report": cmd_report}
     if command not in handlers:
-        print(f"error: unknown command {command!r} (have: {', '.join(COMMANDS)})", file=sys.stderr)
+        print(f"error: unknown command {command!r} (have: {', '.join(handlers)})", file=sys.stderr)
         return 2
     try:
         handlers[command](args)
