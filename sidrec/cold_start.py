@@ -41,6 +41,7 @@ import numpy as np
 
 from sidrec.config import RunConfig, load_config
 from sidrec.data.dataset import Dataset
+from sidrec.data.loaders import iter_json_lines
 from sidrec.errors import ArtifactError, DataError
 from sidrec.tokenize.sid_table import SIDTable
 
@@ -65,18 +66,7 @@ def read_items_file(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: new-items file not found")
-    items = []
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(item, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(item).__name__}")
-            items.append(item)
+    items = [item for _, item in iter_json_lines(path)]
     if not items:
         raise DataError(f"{path}: no items")
     return items

@@ -31,9 +31,8 @@ def open_text(path: Path):
     return open(path, encoding="utf-8")
 
 
-def read_items_jsonl(path: Path) -> dict[str, dict]:
-    """items.jsonl: one object per item with ``item_id`` and optional text fields / ``asin``."""
-    items: dict[str, dict] = {}
+def iter_json_lines(path: Path):
+    """(line number, object) for every non-empty line of a JSON-lines file, plain or .gz."""
     with open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -42,16 +41,25 @@ def read_items_jsonl(path: Path) -> dict[str, dict]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or "item_id" not in obj:
-                raise DataError(f"{path}:{lineno}: missing field 'item_id'")
-            item_id = str(obj["item_id"])
-            if item_id in items:
-                raise DataError(f"{path}:{lineno}: duplicate item_id {item_id!r}")
-            item = {"item_id": item_id}
-            for key in ("asin", *ITEM_TEXT_FIELDS):
-                if obj.get(key) not in (None, "", []):
-                    item[key] = obj[key]
-            items[item_id] = item
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def read_items_jsonl(path: Path) -> dict[str, dict]:
+    """items.jsonl: one object per item with ``item_id`` and optional text fields / ``asin``."""
+    items: dict[str, dict] = {}
+    for lineno, obj in iter_json_lines(path):
+        if "item_id" not in obj:
+            raise DataError(f"{path}:{lineno}: missing field 'item_id'")
+        item_id = str(obj["item_id"])
+        if item_id in items:
+            raise DataError(f"{path}:{lineno}: duplicate item_id {item_id!r}")
+        item = {"item_id": item_id}
+        for key in ("asin", *ITEM_TEXT_FIELDS):
+            if obj.get(key) not in (None, "", []):
+                item[key] = obj[key]
+        items[item_id] = item
     if not items:
         raise DataError(f"{path}: empty item file")
     return items
