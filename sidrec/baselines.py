@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sidrec.config import DataConfig, EvalConfig, _set, parse_overrides
+from sidrec.config import DataConfig, EvalConfig, apply_overrides, parse_overrides, parse_seeds
 from sidrec.data.dataset import Dataset
 from sidrec.data.split import evaluation_samples, training_samples
 from sidrec.errors import ConfigError
@@ -76,17 +76,7 @@ SASREC_PRESETS: dict[str, dict[str, str]] = {
 
 def build_sasrec_config(overrides: list[str] | None = None) -> SASRecRunConfig:
     """Defaults, then the preset's overrides, then the command line's (same rules as ``build_config``)."""
-    pairs = parse_overrides(overrides or [])
-    cfg = SASRecRunConfig()
-    preset = next((v for k, v in pairs if k == "preset"), "")
-    if preset:
-        if preset not in SASREC_PRESETS:
-            raise ConfigError(f"unknown preset {preset!r} for sasrec (have: {', '.join(SASREC_PRESETS)})")
-        for key, value in SASREC_PRESETS[preset].items():
-            _set(cfg, key, value)
-    for key, value in pairs:
-        _set(cfg, key, value)
-    return cfg
+    return apply_overrides(SASRecRunConfig(), overrides, SASREC_PRESETS)
 
 
 def _device(name: str) -> torch.device:
@@ -218,7 +208,7 @@ def cli(args: list[str]) -> None:
     seeds, rest = None, []
     for key, value in parse_overrides(args):
         if key == "seeds":
-            seeds = list(range(int(value))) if "," not in value else [int(v) for v in value.split(",")]
+            seeds = parse_seeds(value)
         else:
             rest.append(f"{key}={value}")
     cfg = build_sasrec_config(rest)

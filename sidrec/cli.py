@@ -19,15 +19,14 @@ import json
 import sys
 from pathlib import Path
 
-from sidrec.config import PRESETS, build_config, load_config, parse_overrides
+from sidrec.config import PRESETS, build_config, load_config, parse_overrides, parse_seeds
 from sidrec.errors import SidrecError
 
 def _split_seeds(args: list[str]) -> tuple[list[int] | None, int, list[str]]:
     seeds, parallel, rest = None, 1, []
     for key, value in parse_overrides(args):
         if key == "seeds":
-            # seeds=3 means seeds 0,1,2; seeds=1,5,9 lists them
-            seeds = list(range(int(value))) if "," not in value else [int(s) for s in value.split(",")]
+            seeds = parse_seeds(value)
         elif key == "parallel":  # run this many seeds at once (e.g. several small runs on one big GPU)
             parallel = int(value)
         else:

@@ -183,7 +183,8 @@ def _coerce(value: str, typ, key: str):
         raise ConfigError(f"override {key}={value!r}: expected {typ.__name__}") from None
 
 
-def _set(cfg, key: str, value: str) -> None:
+def set_value(cfg, key: str, value: str) -> None:
+    """Sets one dotted key of a config dataclass from its string form, with type checks."""
     parts = key.split(".")
     obj = cfg
     for i, part in enumerate(parts):
@@ -210,19 +211,33 @@ def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def apply_overrides(cfg, overrides: list[str] | None, presets: dict[str, dict[str, str]], preset: str = ""):
+    """The preset's overrides (``preset=`` on the command line wins over ``preset``), then the
+    command line's, in that order."""
+    pairs = parse_overrides(overrides or [])
+    preset = next((v for k, v in pairs if k == "preset"), preset)
+    if preset:
+        if preset not in presets:
+            raise ConfigError(f"unknown preset {preset!r} (have: {', '.join(presets)})")
+        for key, value in presets[preset].items():
+            set_value(cfg, key, value)
+    for key, value in pairs:
+        set_value(cfg, key, value)
+    return cfg
+
+
+def parse_seeds(value: str) -> list[int]:
+    """``seeds=3`` means seeds 0, 1, 2; ``seeds=1,5,9`` lists them."""
+    try:
+        return list(range(int(value))) if "," not in value else [int(v) for v in value.split(",")]
+    except ValueError:
+        raise ConfigError(f"seeds={value!r}: expected a count (seeds=3) or a list (seeds=0,1,2)") from None
+
+
 def build_config(overrides: list[str] | None = None, base: RunConfig | None = None) -> RunConfig:
     """Default config, then the preset's overrides, then the command line's, in that order."""
-    pairs = parse_overrides(overrides or [])
     cfg = base if base is not None else RunConfig()
-    preset = next((v for k, v in pairs if k == "preset"), cfg.preset)
-    if preset:
-        if preset not in PRESETS:
-            raise ConfigError(f"unknown preset {preset!r} (have: {', '.join(PRESETS)})")
-        for key, value in PRESETS[preset].items():
-            _set(cfg, key, value)
-    for key, value in pairs:
-        _set(cfg, key, value)
-    return cfg
+    return apply_overrides(cfg, overrides, PRESETS, cfg.preset)
 
 
 def _from_dict(cls, data: dict, where: str):

@@ -59,3 +59,12 @@ def test_load_config_errors(tmp_path):
     bad.write_text(json.dumps({"model": {"layers": 3}}))
     with pytest.raises(ConfigError, match="unknown config key 'layers'"):
         load_config(bad)
+
+
+def test_seeds_parse_as_count_or_list():
+    from sidrec.config import parse_seeds
+
+    assert parse_seeds("3") == [0, 1, 2]
+    assert parse_seeds("1,5,9") == [1, 5, 9]
+    with pytest.raises(ConfigError, match="seeds='x'"):
+        parse_seeds("x")
