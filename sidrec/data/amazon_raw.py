@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from sidrec.data.dataset import Dataset
-from sidrec.data.loaders import build_dataset
-from sidrec.data.tables import order_sequences, read_lines
+from sidrec.data.loaders import build_dataset, iter_json_lines, read_lines
+from sidrec.data.tables import order_sequences
 from sidrec.errors import DataError
 
 REVIEW_FILE = re.compile(r"^(?:reviews_)?(?P<category>.+)_5\.json(?:\.gz)?$")
@@ -82,15 +82,7 @@ def _pick_category(candidates: list[Path], name: str, directory: Path) -> Path:
 def read_reviews(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """(reviewer ids, asins, unix times) in file order."""
     users, items, times = [], [], []
-    for lineno, line in read_lines(path):
-        if not line.strip():
-            continue
-        try:
-            review = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-        if not isinstance(review, dict):
-            raise DataError(f"{path}:{lineno}: expected a JSON object")
+    for lineno, review in iter_json_lines(path):
         for field in REVIEW_FIELDS:
             if review.get(field) in (None, ""):
                 raise DataError(f"{path}:{lineno}: missing field {field!r}")

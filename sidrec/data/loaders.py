@@ -14,6 +14,7 @@ import io
 import json
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -31,19 +32,31 @@ def open_text(path: Path):
     return open(path, encoding="utf-8")
 
 
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a plain or gzipped text file; read failures name the file and line."""
+    lineno = 0
+    try:
+        with open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                yield lineno, line
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # truncated gzip, binary junk, bad encoding
+        raise DataError(f"{path}:{lineno + 1}: unreadable ({' '.join(str(exc).split())})") from None
+
+
 def iter_json_lines(path: Path):
     """(line number, object) for every non-empty line of a JSON-lines file, plain or .gz."""
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    for lineno, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def read_items_jsonl(path: Path) -> dict[str, dict]:

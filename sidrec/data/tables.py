@@ -8,13 +8,12 @@ appearance; with an item table, items keep its order and every interaction must 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 from sidrec.data.dataset import ITEM_TEXT_FIELDS, Dataset
-from sidrec.data.loaders import build_dataset, open_text, read_items_jsonl
+from sidrec.data.loaders import build_dataset, read_items_jsonl, read_lines
 from sidrec.errors import DataError
 
 ITEM_FIELDS = ("asin", *ITEM_TEXT_FIELDS)  # item-table columns kept (besides item_id)
@@ -22,19 +21,6 @@ RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
 # --- shared helpers (also used by amazon_raw) ----------------------------------------------------
-def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a plain or gzipped text file; read failures name the file and line."""
-    lineno = 0
-    try:
-        with open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                yield lineno, line
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:  # truncated gzip, binary junk, bad encoding
-        raise DataError(f"{path}:{lineno + 1}: unreadable ({' '.join(str(exc).split())})") from None
-
-
 def order_sequences(users: list[str], items: list[str], times: np.ndarray | None) -> tuple[list[str], list[list[str]]]:
     """Group interactions by user (users in order of first appearance), each user's items sorted by
     time; the sort is stable, so equal or missing timestamps keep file order."""
