@@ -27,8 +27,6 @@ class GenerativeRecommender(L.LightningModule):
     def on_fit_start(self) -> None:
         self.ranker.to(self.device)
 
-    on_test_start = on_fit_start
-
     def training_step(self, batch, batch_idx):
         input_ids, mask = self.ranker.batcher.inputs(batch["histories"], batch["users"])
         decoder_input_ids, labels = self.ranker.batcher.targets(batch["targets"])
@@ -42,19 +40,13 @@ class GenerativeRecommender(L.LightningModule):
             self.seen_sample_ids.append(batch["sample_ids"].cpu())
         return loss
 
-    def _rank_step(self, batch):
+    def validation_step(self, batch, batch_idx):
         rng = np.random.default_rng((self.cfg.seed, self.global_step, len(self._ranked)))
         ranked, _ = self.ranker.rank(self.model, batch["histories"], batch["users"], max(self.ks), rng)
         self._ranked.append(ranked)
         self._targets.append(batch["targets"].cpu().numpy())
 
-    def validation_step(self, batch, batch_idx):
-        self._rank_step(batch)
-
-    def test_step(self, batch, batch_idx):
-        self._rank_step(batch)
-
-    def _log_metrics(self, stage: str) -> None:
+    def on_validation_epoch_end(self) -> None:
         ranked, targets = np.concatenate(self._ranked), np.concatenate(self._targets)
         self._ranked, self._targets = [], []
         metrics = compute_metrics(ranked, targets, ks=self.ks)
@@ -64,13 +56,7 @@ class GenerativeRecommender(L.LightningModule):
         if self.trainer.world_size > 1:
             count, sums = self.trainer.strategy.reduce(count, reduce_op="sum"), self.trainer.strategy.reduce(sums, reduce_op="sum")
         for name, value in zip(sorted(metrics), (sums / count).tolist()):
-            self.log(f"{stage}/{name}", value, prog_bar=name.endswith("@10"), sync_dist=False)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
+            self.log(f"val/{name}", value, prog_bar=name.endswith("@10"), sync_dist=False)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.model.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
