@@ -10,8 +10,10 @@
 4. ``items.jsonl``, ``embeddings.npy`` and ``sid_table.npz`` are replaced as one unit.
 
 The model's vocabulary is fixed when it is trained: the de-dup digit has ``level_sizes[-1]``
-values. A new item whose code is already shared by that many items cannot get a SID the model can
-generate; such items are refused with an error naming them (nothing is written).
+values (the largest collision group of the training catalog plus ``tokenizer.dedup_reserve``). A
+new item whose code is already shared by that many items cannot get a SID the model can generate;
+such items are refused with an error naming them (nothing is written). Train with a reserve when
+items will be added later.
 
 Atomicity. The three catalog files live in a generation directory ``catalog.gen-<n>/`` and the run
 directory's ``items.jsonl``, ``embeddings.npy`` and ``sid_table.npz`` are relative symlinks through
@@ -127,7 +129,7 @@ def extend_table(sid_table: SIDTable, codes: np.ndarray, new_items: list[dict]) 
             f"{len(full)} new item(s) ({', '.join(map(repr, full[:5]))}{', ...' if len(full) > 5 else ''}) "
             f"get a code already shared by {limit} items, the most the model's de-dup digit can number "
             f"(its vocabulary has {limit} values at that level); they cannot be recommended without "
-            "retraining: drop them or re-train the run"
+            "retraining: drop them, or re-train with spare values (tokenizer.dedup_reserve=8)"
         )
     return table
 

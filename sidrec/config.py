@@ -47,6 +47,7 @@ class TokenizerConfig:
     num_levels: int = 3  # L
     num_codes_per_level: int = 256  # W
     dedup: str = "extra_digit"  # extra_digit (TIGER) | random (no de-dup, random pick at retrieval)
+    dedup_reserve: int = 0  # spare extra-digit values for items added later (cold start, sidrec add-items)
     normalize_residuals: bool = True  # RK-Means, R-VQ (paper)
     steps_per_level: int = 1000  # RK-Means / R-VQ layer-wise steps (paper)
     batch_size: int = 2048

@@ -114,7 +114,7 @@ def tokenize(cfg: RunConfig, run_dir: Path, embeddings: np.ndarray, progress: bo
     tokenizer = build_tokenizer(t).fit(embeddings, seed=cfg.seed, progress=progress)
     codes = tokenizer.encode(embeddings)
     seconds = time.perf_counter() - start
-    sid_table = SIDTable.build(codes, t.num_codes_per_level, t.dedup)
+    sid_table = SIDTable.build(codes, t.num_codes_per_level, t.dedup, reserve=t.dedup_reserve)
     diagnostics = sid_diagnostics(codes, t.num_codes_per_level, tokenizer.reconstruction_error(embeddings))
     diagnostics["fit_encode_seconds"] = round(seconds, 2)
     diagnostics["tokenizer"] = t.kind

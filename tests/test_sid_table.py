@@ -127,3 +127,16 @@ def test_diagnostics_skewed_usage_and_no_reconstruction():
     assert diag["perplexity"][0] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
     assert diag["collision_rate"] == 0.75 and diag["max_collision_group"] == 3
     assert "n/a" in format_diagnostics(diag)
+
+
+def test_dedup_reserve_leaves_digit_values_for_added_items(tmp_path):
+    codes = np.array([[0, 1], [0, 1], [2, 3]])
+    table = SIDTable.build(codes, 4, "extra_digit", reserve=2)
+    assert table.level_sizes == (4, 4, 4)  # largest group 2, plus 2 spare values
+    table.save(tmp_path / "t.npz")
+    assert SIDTable.load(tmp_path / "t.npz").level_sizes == (4, 4, 4)
+    grown = table.add_items(np.array([[0, 1], [0, 1]]))  # group of 4 still fits: vocabulary unchanged
+    assert grown.level_sizes == (4, 4, 4)
+    assert grown.sids[3:].tolist() == [[0, 1, 2], [0, 1, 3]]
+    assert table.add_items(np.array([[0, 1]] * 3)).level_sizes == (4, 4, 5)  # outgrown: the caller refuses it
+    assert SIDTable.build(codes, 4, "random", reserve=2).level_sizes == (4, 4)

@@ -43,7 +43,10 @@ class SIDTable:
         self._sorted_keys = keys[self._sorted_items]
 
     @classmethod
-    def build(cls, codes: np.ndarray, num_codes_per_level: int, dedup: str) -> "SIDTable":
+    def build(cls, codes: np.ndarray, num_codes_per_level: int, dedup: str, reserve: int = 0,
+              digit_size: int = 0) -> "SIDTable":
+        """``extra_digit``: the digit has (largest collision group + ``reserve``) values, at least
+        ``digit_size``; the reserve leaves room for cold-start items added after training."""
         if dedup not in DEDUPS:
             raise ConfigError(f"unknown tokenizer.dedup {dedup!r} (have: {', '.join(DEDUPS)})")
         codes = np.asarray(codes)
@@ -65,7 +68,8 @@ class SIDTable:
         group_sizes = np.diff(np.r_[group_starts, len(keys)])
         digit = np.empty(len(keys), dtype=np.int64)
         digit[order] = np.arange(len(keys)) - np.repeat(group_starts, group_sizes)
-        return cls(codes, np.column_stack([codes, digit]), dedup, level_sizes + (int(group_sizes.max()),))
+        size = max(int(group_sizes.max()) + reserve, digit_size)
+        return cls(codes, np.column_stack([codes, digit]), dedup, level_sizes + (size,))
 
     @property
     def num_items(self) -> int:
@@ -104,12 +108,16 @@ class SIDTable:
 
     def add_items(self, new_codes: np.ndarray) -> "SIDTable":
         """Cold start: a new table with items appended. Old items keep their SIDs because the
-        extra digit numbers a collision group in item order and new items come last; the digit's
-        level size grows if a group outgrows it."""
+        extra digit numbers a collision group in item order and new items come last; the digit keeps
+        its level size unless a group outgrows it."""
         new_codes = np.asarray(new_codes)
         if new_codes.ndim != 2 or new_codes.shape[1] != self.codes.shape[1]:
             raise DataError(f"new codes must be (M, {self.codes.shape[1]}), got shape {new_codes.shape}")
-        return SIDTable.build(np.concatenate([self.codes, new_codes]), self.num_codes_per_level, self.dedup)
+        return SIDTable.build(np.concatenate([self.codes, new_codes]), self.num_codes_per_level, self.dedup,
+                              digit_size=self._digit_size())
+
+    def _digit_size(self) -> int:
+        return self.level_sizes[-1] if self.dedup == "extra_digit" else 0
 
     def save(self, path: str | Path) -> None:
         write_npz(path, codes=self.codes, sids=self.sids, dedup=np.array(self.dedup),
@@ -137,7 +145,9 @@ class SIDTable:
         if len(level_sizes) == 0:
             raise ArtifactError(f"{path}: SID table has no level sizes")
         try:
-            table = cls.build(codes, int(level_sizes[0]), str(arrays["dedup"]))
+            dedup = str(arrays["dedup"])
+            digit_size = int(level_sizes[-1]) if dedup == "extra_digit" else 0
+            table = cls.build(codes, int(level_sizes[0]), dedup, digit_size=digit_size)
         except (ConfigError, DataError) as exc:
             raise ArtifactError(f"{path}: invalid SID table: {exc}") from None
         if not np.array_equal(table.sids, sids) or table.level_sizes != tuple(level_sizes.tolist()):
