@@ -135,13 +135,39 @@ def test_each_study_runs_end_to_end_at_the_tiny_budget(name, shared_root, monkey
     exp = parse_experiment_args(_args(name, shared_root["data"], shared_root["root"], "train.max_steps=4",
                                       "train.val_every=2"))
     result = run_experiment(exp, progress=False)
-    assert result["failed"] == 0 and result["trained"] == len(exp.study.rows)
+    # the default row of most studies is the same run: trained once, then reused
+    assert result["failed"] == 0 and result["trained"] + result["reused"] == len(exp.study.rows)
     rows = _read_csv(exp.directory / "report.csv")
     assert [r["row"] for r in rows] == [r.name for r in exp.study.rows]
     assert all(r["seeds"] == "0" and 0 <= float(r["recall@10_mean"]) <= 1 for r in rows)
     text = (exp.directory / "report.md").read_text()
     assert all(f"| {r.label} | 1 |" in text for r in exp.study.rows)
     assert (exp.directory / "report.png").stat().st_size > 1000
+
+
+def test_a_row_identical_to_a_finished_run_of_another_study_reuses_it(shared_root, tmp_path, monkeypatch):
+    import sidrec.pipeline
+
+    monkeypatch.setenv("SIDREC_CACHE_DIR", str(shared_root["cache"]))
+    root = tmp_path / "runs"
+    extra = ("train.max_steps=4", "train.val_every=2")
+    first = run_experiment(parse_experiment_args(_args("augmentation", shared_root["data"], root, *extra)))
+    assert first["trained"] == 2 and first["reused"] == 0
+    trained = []
+    real_run = sidrec.pipeline.run
+    monkeypatch.setattr(sidrec.pipeline, "run", lambda cfg, stages="all": trained.append(cfg) or real_run(cfg, stages))
+    exp = parse_experiment_args(_args("dedup", shared_root["data"], root, *extra))
+    result = run_experiment(exp)
+    # extra_digit (the default) = the augmentation study's sliding_window run; random is new
+    assert result["reused"] == 1 and result["trained"] == 1 and [c.tokenizer.dedup for c in trained] == ["random"]
+    twin, adopted = root / "augmentation-tiny" / "sliding_window" / "seed-0", exp.run_dir("extra_digit", 0)
+    assert os.path.samefile(twin / "model.pt", adopted / "model.pt")
+    metrics = json.loads((adopted / "metrics.json").read_text())
+    assert metrics.pop("reused_from") == str(twin) and metrics == json.loads((twin / "metrics.json").read_text())
+    assert json.loads((adopted / "config.json").read_text())["run_dir"] == str(adopted)
+    # a different seed is a different run
+    assert run_experiment(parse_experiment_args(_args("dedup", shared_root["data"], root, *extra, "seeds=1,2")))[
+        "reused"] == 0
 
 
 def test_parallel_runs_in_subprocesses_share_the_first_runs_artifacts(shared_root, tmp_path, monkeypatch):

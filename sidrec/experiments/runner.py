@@ -1,6 +1,8 @@
 """Run a study: every (row, seed) is its own run directory, finished runs are skipped, and stages
 that rows have in common (dataset, embeddings, SIDs) are computed once and hard-linked (or copied)
-into each run directory from a shared folder, where the pipeline then finds and reuses them.
+into each run directory from a shared folder, where the pipeline then finds and reuses them. A row
+whose resolved config equals a finished run of any study under the same root (e.g. the default
+RK-Means encoder-decoder, a row of most studies) adopts that run instead of training it again.
 
     runs/experiments/<study>-<dataset>/experiment.json        what was asked (rebuilds the report)
     runs/experiments/<study>-<dataset>/<row>/seed-<s>/        a normal run directory (metrics.json)
@@ -150,6 +152,41 @@ def publish_shared(shared: Path, cfg: RunConfig, run_dir: Path) -> None:
                 _link(run_dir / f, dst / f)
 
 
+# --- finished twins ---------------------------------------------------------------------------
+def _comparable(cfg: RunConfig) -> dict:
+    return {k: v for k, v in cfg.to_dict().items() if k != "run_dir"}
+
+
+def find_twin(root: Path, cfg: RunConfig, run_dir: Path) -> Path | None:
+    """A finished run under ``root`` (any study) trained with the same config, or None."""
+    from sidrec.config import load_config
+
+    want = _comparable(cfg)
+    for metrics in sorted(root.glob("*/*/seed-*/metrics.json")):
+        other = metrics.parent
+        if other.resolve() == run_dir.resolve():
+            continue
+        try:
+            if _comparable(load_config(other / "config.json")) == want:
+                return other
+        except ConfigError:  # written by another version: not comparable
+            continue
+    return None
+
+
+def adopt_twin(twin: Path, cfg: RunConfig, run_dir: Path) -> None:
+    """Links the twin's artifacts into ``run_dir``; metrics.json (written last) names the twin."""
+    from sidrec.pipeline import save_config
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for path in twin.iterdir():
+        if path.is_file() and not path.is_symlink() and path.name not in ("config.json", "metrics.json", "timing.json"):
+            _link(path, run_dir / path.name)
+    save_config(cfg, run_dir)
+    metrics = json.loads((twin / "metrics.json").read_text())
+    write_json(run_dir / "metrics.json", {**metrics, "reused_from": str(twin)})
+
+
 # --- decoding time ----------------------------------------------------------------------------
 def time_decoding(run_dir: Path, max_users: int = 0) -> dict:
     """Re-run the test-set beam search of a finished run and time it (model and trie already built)."""
@@ -281,18 +318,26 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
 
     exp.directory.mkdir(parents=True, exist_ok=True)
     write_json(exp.directory / "experiment.json", exp.describe())
-    counts = {"trained": 0, "skipped": 0, "failed": 0, "timed": 0}
+    counts = {"trained": 0, "reused": 0, "skipped": 0, "failed": 0, "timed": 0}
     total = len(exp.study.rows) * len(exp.seeds)
     jobs = []
     for row in exp.study.rows:
         for seed in exp.seeds:
             run_dir = exp.run_dir(row.name, seed)
-            where = f"[{len(jobs) + counts['skipped'] + 1}/{total}] {exp.study.name} row={row.name} seed={seed}"
+            done = len(jobs) + counts["skipped"] + counts["reused"]
+            where = f"[{done + 1}/{total}] {exp.study.name} row={row.name} seed={seed}"
+            cfg = exp.config(row, seed)
+            twin = None if (run_dir / "metrics.json").exists() else find_twin(exp.directory.parent, cfg, run_dir)
             if _finished(exp, run_dir):
                 counts["skipped"] += 1
                 print(f"{where}: finished, skipped ({run_dir})")
+            elif twin is not None:
+                adopt_twin(twin, cfg, run_dir)
+                counts["reused"] += 1
+                print(f"{where}: same config as the finished run {twin}, reused", flush=True)
+                _run_in_process(exp, cfg, run_dir, where, counts)  # only the timing, if the study needs it
             else:
-                jobs.append((row, seed, exp.config(row, seed), run_dir, where))
+                jobs.append((row, seed, cfg, run_dir, where))
     for i, (row, seed, cfg, run_dir, where) in enumerate(jobs):
         if exp.parallel > 1 and i > 0:
             _run_in_subprocesses(exp, jobs[i:], counts)
