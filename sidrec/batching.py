@@ -23,7 +23,11 @@ class TokenBatcher:
         return self
 
     def inputs(self, histories: torch.Tensor, users: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """histories (B, H) item indices, -1 = padding (left) -> input_ids, attention_mask (B, [1+] H*L)."""
+        """histories (B, H) item indices, -1 = padding (left) -> input_ids, attention_mask (B, [1+] H*L).
+
+        Columns that are padding in every row are dropped: the models number positions over real
+        tokens and mask padding keys, so this changes no output and saves attention work on the
+        short histories typical of serving and evaluation batches."""
         items = torch.where(histories < 0, self.num_items, histories)
         input_ids = self.sid_tokens[items].flatten(1)
         if self.vocab.num_user_tokens > 0:
@@ -31,7 +35,11 @@ class TokenBatcher:
                 raise ValueError("this model uses user tokens: pass the user indices")
             user_tok = torch.as_tensor(self.vocab.user_token(users.cpu().numpy()), device=input_ids.device)
             input_ids = torch.cat([user_tok[:, None], input_ids], dim=1)
-        return input_ids, input_ids != PAD
+        mask = input_ids != PAD
+        used = mask.any(dim=0)
+        if not bool(used.all()) and bool(used.any()):
+            input_ids, mask = input_ids[:, used], mask[:, used]
+        return input_ids, mask
 
     def targets(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Target items (B,) -> decoder_input_ids [BOS, t0..t_{L-2}] and labels [t0..t_{L-1}]."""

@@ -35,3 +35,27 @@ def test_user_token_is_prepended_and_in_range():
     assert input_ids.shape == (2, 7)
     assert ((input_ids[:, 0] >= vocab.user_offset) & (input_ids[:, 0] < vocab.size)).all()
     assert mask[:, 0].all()
+
+
+def test_columns_padded_in_every_row_are_dropped_without_changing_model_outputs():
+    from sidrec.models import build_model
+    from sidrec.config import ModelConfig
+
+    batcher, vocab = make_batcher(num_user_tokens=5)
+    histories = torch.tensor([[-1, -1, 0, 1], [-1, -1, -1, 2]])
+    users = torch.tensor([3, 4])
+    input_ids, mask = batcher.inputs(histories, users)
+    assert input_ids.shape == (2, 1 + 2 * 3)  # user token + the two item columns anyone uses
+    assert mask[:, 0].all() and mask[0, 1:].all() and mask[1, 4:].all() and not mask[1, 1:4].any()
+    # the full-width padded input gives the same scores under both architectures
+    items = torch.where(histories < 0, batcher.num_items, histories)
+    full_ids = torch.cat([torch.as_tensor(vocab.user_token(users.numpy()))[:, None], batcher.sid_tokens[items].flatten(1)], 1)
+    for arch in ("encoder_decoder", "decoder_only"):
+        cfg = ModelConfig(arch=arch, num_layers=1, num_heads=2, d_model=16, d_kv=8, d_ff=32, max_history=4,
+                          num_user_tokens=5, dropout=0.0)
+        torch.manual_seed(0)
+        model = build_model(cfg, vocab.size, full_ids.shape[1], vocab.num_levels).eval()
+        trimmed, _ = model.prefill(input_ids, mask)
+        full, _ = model.prefill(full_ids, full_ids != PAD)
+        torch.testing.assert_close(trimmed, full, atol=1e-5, rtol=1e-5)
+    assert make_batcher()[0].inputs(torch.tensor([[0, 1]]))[0].shape == (1, 6)  # nothing to drop
