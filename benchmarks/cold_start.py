@@ -9,8 +9,10 @@
    their full history (held-out items in it are known by then), over the whole catalog, against two
    baselines on the same users: popularity (training interaction counts; held-out items have none,
    so it cannot hit a cold target by construction) and the nearest neighbours of the last history
-   item by cosine similarity of the text embeddings. For context the same three are reported on a
-   sample of warm test users (target seen in training).
+   item by cosine similarity of the text embeddings. The model is scored twice: as is
+   (``grid``), and with ``decode.cold_start_share=--reserve`` (``grid_reserved``: that share of
+   the 10 slots filled by a beam search over the added items' SIDs only). For context all are also
+   reported on a sample of warm test users (target seen in training).
 
     python benchmarks/cold_start.py [--share 0.1] [--run-dir runs/cold-start] [key=value ...]
 
@@ -80,11 +82,21 @@ def nearest_neighbours(embeddings: np.ndarray, last_items: np.ndarray, k: int, b
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
-def evaluate_users(rec, full, users: np.ndarray, popular: np.ndarray, embeddings: np.ndarray,
+def generate(rec, histories: list[list[str]], k: int, batch: int) -> np.ndarray:
+    out = []
+    for s in range(0, len(histories), batch):
+        for recs in rec.recommend_many(histories[s:s + batch], k=k):
+            out.append([r.index for r in recs] + [-1] * (k - len(recs)))
+    return np.array(out, dtype=np.int64).reshape(-1, k)
+
+
+def evaluate_users(models: dict, full, users: np.ndarray, popular: np.ndarray, embeddings: np.ndarray,
                    new_items: set[int], batch: int) -> dict:
-    """GRID, popularity and text-NN on ``users`` of ``full``; item indices are the run's."""
+    """The models (name -> Recommender), popularity and text-NN on ``users`` of ``full``; item
+    indices are the run's."""
     from sidrec.evaluate.metrics import compute_metrics
 
+    rec = next(iter(models.values()))
     h, k = rec.cfg.model.max_history, 10
     ids = [item["item_id"] for item in full.items]
     run_index = np.array([rec.index_of(i) for i in ids])  # full dataset index -> run catalog index
@@ -95,16 +107,12 @@ def evaluate_users(rec, full, users: np.ndarray, popular: np.ndarray, embeddings
         targets.append(run_index[seq[-1]])
         last.append(run_index[seq[-2]])
     targets, last = np.array(targets), np.array(last)
-    start = time.perf_counter()
-    grid = []
-    for s in range(0, len(histories), batch):
-        for recs in rec.recommend_many(histories[s:s + batch], k=k):
-            grid.append([r.index for r in recs] + [-1] * (k - len(recs)))
-    grid = np.array(grid, dtype=np.int64).reshape(-1, k)
-    seconds = time.perf_counter() - start
-    ranked = {"grid": grid, "popularity": np.tile(popular[:k], (len(users), 1)),
-              "text_nn": nearest_neighbours(embeddings, last, k)}
-    result = {"users": len(users), "grid_seconds": round(seconds, 1)}
+    result, ranked = {"users": len(users)}, {}
+    for name, model in models.items():
+        start = time.perf_counter()
+        ranked[name] = generate(model, histories, k, batch)
+        result[f"{name}_seconds"] = round(time.perf_counter() - start, 1)
+    ranked.update(popularity=np.tile(popular[:k], (len(users), 1)), text_nn=nearest_neighbours(embeddings, last, k))
     for name, items in ranked.items():
         metrics = compute_metrics(items, targets, ks=[5, 10])
         valid = items >= 0
@@ -120,6 +128,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0, help="seeds the hold-out draw and the run")
     parser.add_argument("--warm-users", type=int, default=2000, help="warm test users sampled for context (0 = none)")
     parser.add_argument("--batch", type=int, default=256, help="users per beam search")
+    parser.add_argument("--reserve", type=float, default=0.2,
+                        help="decode.cold_start_share of the 'grid_reserved' row (0 = no such row)")
     parser.add_argument("overrides", nargs="*", help="sidrec run overrides (default preset=cpu)")
     args = parser.parse_args(argv)
 
@@ -162,19 +172,23 @@ def main(argv: list[str] | None = None) -> dict:
     if 0 < args.warm_users < len(warm_users):
         warm_users = np.sort(rng.choice(warm_users, size=args.warm_users, replace=False))
     torch.manual_seed(args.seed)
-    result = {"share": args.share, "seed": args.seed, **split, "catalog_items": rec.dataset.num_items,
+    models = {"grid": rec}
+    if args.reserve > 0:
+        models["grid_reserved"] = Recommender.load(run_dir / "run", overrides=[f"decode.cold_start_share={args.reserve}"])
+    result = {"share": args.share, "seed": args.seed, "reserve": args.reserve, **split,
+              "catalog_items": rec.dataset.num_items,
               "run_metrics": json.loads((run_dir / "run" / "metrics.json").read_text()),
-              "cold": evaluate_users(rec, full, cold_users, popular, embeddings, new_indices, args.batch)}
+              "cold": evaluate_users(models, full, cold_users, popular, embeddings, new_indices, args.batch)}
     if args.warm_users:
-        result["warm"] = evaluate_users(rec, full, warm_users, popular, embeddings, new_indices, args.batch)
+        result["warm"] = evaluate_users(models, full, warm_users, popular, embeddings, new_indices, args.batch)
     (run_dir / "cold_start.json").write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"\n{'users':<6} {'method':<11} {'R@5':>7} {'R@10':>7} {'N@5':>7} {'N@10':>7}  new items in top-10")
+    print(f"\n{'users':<6} {'method':<14} {'R@5':>7} {'R@10':>7} {'N@5':>7} {'N@10':>7}  new items in top-10")
     for group in ("cold", "warm"):
-        for method in ("grid", "popularity", "text_nn"):
+        for method in [*models, "popularity", "text_nn"]:
             if group in result:
                 m = result[group][method]
-                print(f"{group:<6} {method:<11} {m['recall@5']:7.4f} {m['recall@10']:7.4f} {m['ndcg@5']:7.4f} "
+                print(f"{group:<6} {method:<14} {m['recall@5']:7.4f} {m['recall@10']:7.4f} {m['ndcg@5']:7.4f} "
                       f"{m['ndcg@10']:7.4f}  {m['new_item_share_of_top10']:.1%}")
     print(f"({result['cold']['users']} cold users, {result.get('warm', {}).get('users', 0)} warm users)")
     print(f"cold_start_recall@10: {result['cold']['grid']['recall@10']:.4f}")

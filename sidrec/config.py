@@ -105,6 +105,9 @@ class DecodeConfig:
     exclude_history: bool = False  # never recommend items already in the history
     batch_size: int = 256
     unknown_items: str = "error"  # history items not in the catalog: error | skip
+    # Share of the k slots kept for items added after training (add-items), filled by a second beam
+    # search over their SIDs only (TIGER's epsilon): the model rarely ranks never-seen SIDs on its own.
+    cold_start_share: float = 0.0
 
 
 @dataclass

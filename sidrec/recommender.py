@@ -18,7 +18,7 @@ from sidrec.checkpoint import check_meta, load_model_file
 from sidrec.config import RunConfig, build_config, load_config
 from sidrec.data.dataset import Dataset
 from sidrec.data.split import PAD_ITEM, training_items
-from sidrec.errors import ArtifactError, DataError
+from sidrec.errors import ArtifactError, ConfigError, DataError
 from sidrec.evaluate.runner import Ranker
 from sidrec.tokenize.sid_table import SIDTable
 from sidrec.vocab import SIDVocab
@@ -34,11 +34,30 @@ class Recommendation:
     score: float  # log-probability of the SID under the model (nan for the empty-history fallback)
 
 
+def _reserve_slots(ranked: list[tuple[int, float]], new: list[tuple[int, float]], k: int,
+                   reserved: int) -> list[tuple[int, float]]:
+    """The best ``k - reserved`` of ``ranked`` plus the best new items not among them (up to
+    ``reserved``), topped up from ``ranked`` when there are fewer new items; by score."""
+    chosen = ranked[: k - reserved]
+    taken = {i for i, _ in chosen}
+    extra = [(i, s) for i, s in new if i not in taken][:reserved]
+    taken.update(i for i, _ in extra)
+    chosen = chosen + extra + [(i, s) for i, s in ranked[k - reserved:] if i not in taken]
+    return sorted(chosen[:k], key=lambda pair: -pair[1])
+
+
 class Recommender:
     def __init__(self, cfg: RunConfig, dataset: Dataset, sid_table: SIDTable, model: torch.nn.Module,
-                 device: str = "cpu", run_dir: str | Path | None = None, embeddings: np.ndarray | None = None):
+                 device: str = "cpu", run_dir: str | Path | None = None, embeddings: np.ndarray | None = None,
+                 num_trained_items: int | None = None):
+        """``num_trained_items``: items the model was trained with (the first rows); later rows are
+        cold-start items (``decode.cold_start_share``). None = all."""
         self.cfg, self.model, self.device = cfg, model.to(device).eval(), device
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.num_trained_items = dataset.num_items if num_trained_items is None else num_trained_items
+        share = cfg.decode.cold_start_share
+        if not 0 <= share <= 1:
+            raise ConfigError(f"decode.cold_start_share={share}: expected a share between 0 and 1")
         self.rng = np.random.default_rng(cfg.seed)
         self._set_catalog(dataset, sid_table, embeddings)
 
@@ -53,6 +72,14 @@ class Recommender:
         counts = np.bincount(training_items(dataset), minlength=dataset.num_items)
         popular = np.argsort(-counts, kind="stable")
         ranker = Ranker(sid_table, vocab, self.cfg.decode, self.device, fallback_items=popular)
+        new_items = np.arange(self.num_trained_items, dataset.num_items)
+        self.new_item_ranker = None
+        if self.cfg.decode.cold_start_share > 0 and len(new_items):
+            if not self.cfg.decode.constrained:
+                raise ConfigError("decode.cold_start_share needs decode.constrained=true")
+            # empty histories: the most recently added items
+            self.new_item_ranker = Ranker(sid_table, vocab, self.cfg.decode, self.device,
+                                          fallback_items=new_items[::-1], items=new_items)
         item_index = dataset.item_index()
         item_index.update({item["asin"]: i for i, item in enumerate(dataset.items) if item.get("asin")})
         self.dataset, self.sid_table, self.ranker, self.item_index = dataset, sid_table, ranker, item_index
@@ -72,11 +99,12 @@ class Recommender:
         model, meta = load_model_file(run_dir / "model.pt")
         check_meta(meta, sid_table.sids, SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens),
                    str(run_dir / "model.pt"))
-        return cls(cfg, dataset, sid_table, model, device, run_dir, embeddings)
+        return cls(cfg, dataset, sid_table, model, device, run_dir, embeddings, meta.get("num_items"))
 
     def with_catalog(self, dataset: Dataset, sid_table: SIDTable, embeddings: np.ndarray | None = None) -> "Recommender":
         """A new Recommender sharing this one's model and config over another catalog (serving swaps it in)."""
-        return Recommender(self.cfg, dataset, sid_table, self.model, self.device, self.run_dir, embeddings)
+        return Recommender(self.cfg, dataset, sid_table, self.model, self.device, self.run_dir, embeddings,
+                           self.num_trained_items)
 
     def index_of(self, item) -> int:
         """Internal index of an item given by its item id or ASIN; DataError if unknown."""
@@ -121,9 +149,16 @@ class Recommender:
         # Over-fetch so that excluded items can be dropped and still leave k.
         extra = max((len(e) for e in excluded), default=0)
         items, scores = self.ranker.rank(self.model, torch.from_numpy(matrix), users, k + extra, self.rng)
+        reserved = round(self.cfg.decode.cold_start_share * k) if self.new_item_ranker is not None else 0
+        if reserved:
+            new_items, new_scores = self.new_item_ranker.rank(self.model, torch.from_numpy(matrix), users,
+                                                              reserved + extra, self.rng)
         results = []
         for r in range(len(rows)):
             keep = [(int(i), float(s)) for i, s in zip(items[r], scores[r]) if i >= 0 and int(i) not in excluded[r]]
+            if reserved:
+                keep = _reserve_slots(keep, [(int(i), float(s)) for i, s in zip(new_items[r], new_scores[r])
+                                             if i >= 0 and int(i) not in excluded[r]], k, reserved)
             results.append([self._describe(i, s) for i, s in keep[:k]])
         return results
 

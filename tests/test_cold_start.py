@@ -246,7 +246,8 @@ def test_cold_start_benchmark_holds_items_out_of_training_and_evaluates_them(tin
     assert result["warm"]["users"] == 10
     assert result["catalog_items"] == full.num_items
     assert result["cold"]["popularity"]["recall@10"] == 0.0  # held-out items have no training counts
-    for method in ("grid", "popularity", "text_nn"):
+    assert result["cold"]["grid_reserved"]["new_item_share_of_top10"] >= 0.2  # 2 of 10 slots reserved
+    for method in ("grid", "grid_reserved", "popularity", "text_nn"):
         assert 0.0 <= result["cold"][method]["ndcg@10"] <= result["cold"][method]["recall@10"] <= 1.0
     assert "cold_start_recall@10:" in capsys.readouterr().out.splitlines()[-1]
     # A second invocation reuses the run and does not add the items twice.
@@ -260,3 +261,44 @@ def test_text_nearest_neighbours_exclude_the_item_itself():
     embeddings = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
     top = bench.nearest_neighbours(embeddings, np.array([0, 2]), k=2)
     assert top.tolist() == [[1, 3], [3, 1]]
+
+
+def test_cold_start_share_reserves_slots_for_added_items(run_copy, fake_encoder):
+    dataset, table, _ = load_catalog(run_copy)
+    roomy = np.flatnonzero(group_sizes(table) < table.level_sizes[-1])[:3]
+    new = [copy_of(dataset.items[j], f"new-{n}") for n, j in enumerate(roomy)]
+    add_items(run_copy, new)
+    new_ids = {item["item_id"] for item in new}
+    histories = [[dataset.items[i]["item_id"] for i in dataset.sequence(u)[:-1]] for u in range(8)]
+
+    plain = Recommender.load(run_copy)
+    assert plain.num_trained_items == dataset.num_items and plain.new_item_ranker is None
+    baseline = plain.recommend_many(histories, k=10)
+
+    rec = Recommender.load(run_copy, overrides=["decode.cold_start_share=0.2"])
+    results = rec.recommend_many(histories, k=10)
+    for before, after in zip(baseline, results):
+        ids = [r.item_id for r in after]
+        assert len(ids) == len(set(ids)) == 10
+        assert len(new_ids & set(ids)) >= 2  # two of ten slots for the three new items
+        kept = [r.item_id for r in before if r.item_id not in new_ids][:8]
+        assert set(kept) <= set(ids)  # the model's own top-8 stay
+        assert [r.score for r in after] == sorted((r.score for r in after), reverse=True)
+    # an empty history gets popular items and the newest item
+    empty = rec.recommend([], k=5)
+    assert [r.item_id for r in empty][-1] == "new-2" and len(empty) == 5
+    with pytest.raises(Exception, match="between 0 and 1"):
+        Recommender.load(run_copy, overrides=["decode.cold_start_share=2"])
+    with pytest.raises(Exception, match="needs decode.constrained=true"):
+        Recommender.load(run_copy, overrides=["decode.cold_start_share=0.2", "decode.constrained=false"])
+
+
+def test_reserve_slots_merges_by_score_and_tops_up():
+    from sidrec.recommender import _reserve_slots
+
+    ranked = [(1, -1.0), (2, -2.0), (3, -3.0), (4, -4.0)]
+    assert _reserve_slots(ranked, [(9, -9.0), (8, -8.0)], k=3, reserved=1) == [(1, -1.0), (2, -2.0), (9, -9.0)]
+    # a new item the model already ranked is not counted twice; the slot goes to the next new item
+    assert _reserve_slots(ranked, [(2, -2.0), (9, -9.0)], k=3, reserved=2) == [(1, -1.0), (2, -2.0), (9, -9.0)]
+    # fewer new items than reserved slots: top up from the model's list
+    assert _reserve_slots(ranked, [], k=3, reserved=2) == ranked[:3]

@@ -23,13 +23,19 @@ class Ranker:
     """Everything needed besides the network to turn histories into ranked item lists."""
 
     def __init__(self, sid_table: SIDTable, vocab: SIDVocab, decode: DecodeConfig, device="cpu",
-                 fallback_items: np.ndarray | None = None):
+                 fallback_items: np.ndarray | None = None, items: np.ndarray | None = None):
+        """``items``: constrain decoding to these items' SIDs (default: the whole table)."""
         self.sid_table, self.vocab, self.decode = sid_table, vocab, decode
         # Ranked items for users with an empty history (e.g. by popularity); the model needs >= 1 item.
         self.fallback_items = fallback_items
         sid_tokens = vocab.sid_to_tokens(sid_table.sids)
         self.batcher = TokenBatcher(sid_tokens, vocab, device)
-        self.trie = PrefixTrie.from_sids(sid_tokens) if decode.constrained else None
+        if decode.constrained:
+            self.trie = PrefixTrie.from_sids(sid_tokens if items is None else sid_tokens[items])
+        elif items is not None:
+            raise ValueError("restricting decoding to some items needs constrained decoding")
+        else:
+            self.trie = None
         self.device = torch.device(device)
 
     def to(self, device) -> "Ranker":
