@@ -75,6 +75,7 @@ def test_study_writes_runs_table_csv_and_plot(study):
     assert float(rows[0]["recall@10_mean"]) == pytest.approx(
         json.loads((d / "constrained" / "seed-0" / "metrics.json").read_text())["recall@10"])
     assert float(rows[1]["decode_ms_per_user_mean"]) > 0
+    assert float(rows[0]["steps_mean"]) == 6 and float(rows[0]["minutes_mean"]) >= 0
     assert (d / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

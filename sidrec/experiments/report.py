@@ -44,6 +44,9 @@ def collect(study_dir: Path) -> tuple[dict, list[dict]]:
         for m in METRICS:
             result[m] = _stats([r[m] for r in runs]) if runs else None
         result["decode_ms_per_user"] = _stats(times) if times else None
+        for key in ("steps", "minutes"):  # training steps; train + test wall time of a run
+            values = [r[key] for r in runs if key in r]
+            result[key] = _stats(values) if values else None
         rows.append(result)
     return exp, rows
 
@@ -55,6 +58,7 @@ def _cell(stat) -> str:
 def markdown(exp: dict, rows: list[dict]) -> str:
     timing = any(r["decode_ms_per_user"] for r in rows)
     head = ["row", "seeds"] + [h for m in METRICS for h in (NAMES[m], "paper")] + (["decode ms/user"] if timing else [])
+    head += ["steps", "min/run"]
     lines = [f"# Study `{exp['study']}` on {exp['dataset']} (paper Table {exp['table']}: {exp['title']})", "",
              f"Budget `{exp['budget']}`, seeds {', '.join(map(str, exp['seeds']))}; mean ± std (sample std) over the "
              f"finished seeds; paper values are the paper's {exp['paper_dataset']} numbers "
@@ -72,8 +76,12 @@ def markdown(exp: dict, rows: list[dict]) -> str:
         if timing:
             t = r["decode_ms_per_user"]
             cells.append("—" if t is None else f"{t[0]:.2f} ± {t[1]:.2f}")
+        cells += ["—" if r["steps"] is None else f"{r['steps'][0]:.0f}",
+                  "—" if r["minutes"] is None else f"{r['minutes'][0]:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Overrides for every run: `{' '.join(exp['overrides'])}`. Per row: "
+    lines += ["", "steps: training steps (mean over seeds); min/run: training + test wall time of one run, "
+              "embedding and tokenization not included.", "",
+              f"Overrides for every run: `{' '.join(exp['overrides'])}`. Per row: "
               + "; ".join(f"{r['name']}: `{' '.join(o['overrides'])}`" for r, o in zip(rows, exp["rows"])) + "."]
     return "\n".join(lines) + "\n"
 
@@ -81,7 +89,7 @@ def markdown(exp: dict, rows: list[dict]) -> str:
 def write_csv(path: Path, rows: list[dict]) -> None:
     fields = ["row", "label", "paper_row", "seeds"]
     fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "paper")]
-    fields += ["decode_ms_per_user_mean", "decode_ms_per_user_std"]
+    fields += ["decode_ms_per_user_mean", "decode_ms_per_user_std", "steps_mean", "minutes_mean", "minutes_std"]
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
@@ -94,6 +102,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
                     out[f"{m}_paper"] = r["paper"][m] if r["paper"] else ""
                 t = r["decode_ms_per_user"]
                 out["decode_ms_per_user_mean"], out["decode_ms_per_user_std"] = t if t else ("", "")
+                out["steps_mean"] = r["steps"][0] if r["steps"] else ""
+                out["minutes_mean"], out["minutes_std"] = r["minutes"] if r["minutes"] else ("", "")
                 writer.writerow(out)
 
 
