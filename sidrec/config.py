@@ -234,9 +234,12 @@ def apply_overrides(cfg, overrides: list[str] | None, presets: dict[str, dict[st
 def parse_seeds(value: str) -> list[int]:
     """``seeds=3`` means seeds 0, 1, 2; ``seeds=1,5,9`` lists them."""
     try:
-        return list(range(int(value))) if "," not in value else [int(v) for v in value.split(",")]
+        seeds = list(range(int(value))) if "," not in value else [int(v) for v in value.split(",")]
     except ValueError:
         raise ConfigError(f"seeds={value!r}: expected a count (seeds=3) or a list (seeds=0,1,2)") from None
+    if not seeds:
+        raise ConfigError(f"seeds={value!r}: no seeds to run (seeds=N runs seeds 0..N-1; one seed: seed=S)")
+    return seeds
 
 
 def build_config(overrides: list[str] | None = None, base: RunConfig | None = None) -> RunConfig:

@@ -68,3 +68,5 @@ def test_seeds_parse_as_count_or_list():
     assert parse_seeds("1,5,9") == [1, 5, 9]
     with pytest.raises(ConfigError, match="seeds='x'"):
         parse_seeds("x")
+    with pytest.raises(ConfigError, match="no seeds to run"):
+        parse_seeds("0")

@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidrec.config import RunConfig, build_config, parse_overrides
+from sidrec.config import RunConfig, build_config, parse_overrides, parse_seeds
 from sidrec.errors import ConfigError, DataError
 from sidrec.experiments.studies import STUDIES, Study, get_study
 from sidrec.io import write_json
@@ -78,8 +78,7 @@ def parse_experiment_args(args: list[str]) -> Experiment:
     if budget not in BUDGETS:
         raise ConfigError(f"budget={budget!r}: expected one of {', '.join(BUDGETS)}")
     dataset = options.get("dataset", "beauty")
-    seeds_arg = options.get("seeds", "3")
-    seeds = list(range(int(seeds_arg))) if "," not in seeds_arg else [int(s) for s in seeds_arg.split(",")]
+    seeds = parse_seeds(options.get("seeds", "3"))
     given = {k for k, _ in parse_overrides(overrides)}
     data = [f"data.name={dataset}"]
     if "data.format" not in given:
