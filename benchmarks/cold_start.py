@@ -91,9 +91,9 @@ def generate(rec, histories: list[list[str]], k: int, batch: int) -> np.ndarray:
 
 
 def evaluate_users(models: dict, full, users: np.ndarray, popular: np.ndarray, embeddings: np.ndarray,
-                   new_items: set[int], batch: int) -> dict:
+                   first_new: int, batch: int) -> dict:
     """The models (name -> Recommender), popularity and text-NN on ``users`` of ``full``; item
-    indices are the run's."""
+    indices are the run's, added items are those from ``first_new`` on."""
     from sidrec.evaluate.metrics import compute_metrics
 
     rec = next(iter(models.values()))
@@ -116,7 +116,7 @@ def evaluate_users(models: dict, full, users: np.ndarray, popular: np.ndarray, e
     for name, items in ranked.items():
         metrics = compute_metrics(items, targets, ks=[5, 10])
         valid = items >= 0
-        metrics["new_item_share_of_top10"] = float(np.isin(items[valid], list(new_items)).mean()) if valid.any() else 0.0
+        metrics["new_item_share_of_top10"] = float((items[valid] >= first_new).mean()) if valid.any() else 0.0
         result[name] = metrics
     return result
 
@@ -136,7 +136,6 @@ def main(argv: list[str] | None = None) -> dict:
     from sidrec.cold_start import add_items, read_items_file
     from sidrec.config import build_config
     from sidrec.data.loaders import load_dataset
-    from sidrec.data.split import training_items
     from sidrec.pipeline import run
     from sidrec.recommender import Recommender
 
@@ -160,9 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         add_items(run_dir / "run", new_items)
         print(f"added {len(new_items)} items in {time.perf_counter() - start:.1f} s", flush=True)
         rec = Recommender.load(run_dir / "run")
-    trained = rec.dataset.num_items - len(new_items)
-    new_indices = set(range(trained, rec.dataset.num_items))
-    popular = np.argsort(-np.bincount(training_items(rec.dataset), minlength=rec.dataset.num_items), kind="stable")
+    popular = rec.ranker.fallback_items  # by training interactions, as for empty histories
     embeddings = np.load(run_dir / "run" / "embeddings.npy")
 
     last = full.seq_items[full.seq_offsets[1:] - 1]
@@ -178,9 +175,10 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"share": args.share, "seed": args.seed, "reserve": args.reserve, **split,
               "catalog_items": rec.dataset.num_items,
               "run_metrics": json.loads((run_dir / "run" / "metrics.json").read_text()),
-              "cold": evaluate_users(models, full, cold_users, popular, embeddings, new_indices, args.batch)}
+              "cold": evaluate_users(models, full, cold_users, popular, embeddings, rec.num_trained_items, args.batch)}
     if args.warm_users:
-        result["warm"] = evaluate_users(models, full, warm_users, popular, embeddings, new_indices, args.batch)
+        result["warm"] = evaluate_users(models, full, warm_users, popular, embeddings, rec.num_trained_items,
+                                        args.batch)
     (run_dir / "cold_start.json").write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\n{'users':<6} {'method':<14} {'R@5':>7} {'R@10':>7} {'N@5':>7} {'N@10':>7}  new items in top-10")

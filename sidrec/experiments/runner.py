@@ -129,26 +129,24 @@ def _link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _link_stage(src: Path, dst: Path, files: tuple[str, ...]) -> bool:
+    """Links a stage's files from ``src`` to ``dst`` when ``src`` has them all and ``dst`` does not."""
+    if not all((src / f).exists() for f in files) or all((dst / f).exists() for f in files):
+        return False
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        _link(src / f, dst / f)
+    return True
+
+
 def link_shared(shared: Path, cfg: RunConfig, run_dir: Path) -> list[str]:
     """Bring every complete shared stage into ``run_dir``; returns the stages reused."""
-    reused = []
-    for folder, files in shared_stages(cfg):
-        src = shared / folder
-        if all((src / f).exists() for f in files) and not all((run_dir / f).exists() for f in files):
-            run_dir.mkdir(parents=True, exist_ok=True)
-            for f in files:
-                _link(src / f, run_dir / f)
-            reused.append(folder.split("-")[0])
-    return reused
+    return [folder.split("-")[0] for folder, files in shared_stages(cfg) if _link_stage(shared / folder, run_dir, files)]
 
 
 def publish_shared(shared: Path, cfg: RunConfig, run_dir: Path) -> None:
     for folder, files in shared_stages(cfg):
-        dst = shared / folder
-        if all((run_dir / f).exists() for f in files) and not all((dst / f).exists() for f in files):
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in files:
-                _link(run_dir / f, dst / f)
+        _link_stage(run_dir, shared / folder, files)
 
 
 # --- finished twins ---------------------------------------------------------------------------
@@ -326,11 +324,11 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
             done = len(jobs) + counts["skipped"] + counts["reused"]
             where = f"[{done + 1}/{total}] {exp.study.name} row={row.name} seed={seed}"
             cfg = exp.config(row, seed)
-            twin = None if (run_dir / "metrics.json").exists() else find_twin(exp.directory.parent, cfg, run_dir)
             if _finished(exp, run_dir):
                 counts["skipped"] += 1
                 print(f"{where}: finished, skipped ({run_dir})")
-            elif twin is not None:
+            elif (not (run_dir / "metrics.json").exists()
+                  and (twin := find_twin(exp.directory.parent, cfg, run_dir)) is not None):
                 adopt_twin(twin, cfg, run_dir)
                 counts["reused"] += 1
                 print(f"{where}: same config as the finished run {twin}, reused", flush=True)

@@ -28,6 +28,11 @@ def sid_keys(sids: np.ndarray, level_sizes: tuple[int, ...]) -> np.ndarray:
     return sids @ weights
 
 
+def _digit_size(dedup: str, level_sizes) -> int:
+    """Values of the extra de-dup digit (the last level), 0 when there is none."""
+    return int(level_sizes[-1]) if dedup == "extra_digit" else 0
+
+
 @dataclass(eq=False)
 class SIDTable:
     codes: np.ndarray  # (N, L) raw tokenizer codes
@@ -114,10 +119,7 @@ class SIDTable:
         if new_codes.ndim != 2 or new_codes.shape[1] != self.codes.shape[1]:
             raise DataError(f"new codes must be (M, {self.codes.shape[1]}), got shape {new_codes.shape}")
         return SIDTable.build(np.concatenate([self.codes, new_codes]), self.num_codes_per_level, self.dedup,
-                              digit_size=self._digit_size())
-
-    def _digit_size(self) -> int:
-        return self.level_sizes[-1] if self.dedup == "extra_digit" else 0
+                              digit_size=_digit_size(self.dedup, self.level_sizes))
 
     def save(self, path: str | Path) -> None:
         write_npz(path, codes=self.codes, sids=self.sids, dedup=np.array(self.dedup),
@@ -146,8 +148,7 @@ class SIDTable:
             raise ArtifactError(f"{path}: SID table has no level sizes")
         try:
             dedup = str(arrays["dedup"])
-            digit_size = int(level_sizes[-1]) if dedup == "extra_digit" else 0
-            table = cls.build(codes, int(level_sizes[0]), dedup, digit_size=digit_size)
+            table = cls.build(codes, int(level_sizes[0]), dedup, digit_size=_digit_size(dedup, level_sizes))
         except (ConfigError, DataError) as exc:
             raise ArtifactError(f"{path}: invalid SID table: {exc}") from None
         if not np.array_equal(table.sids, sids) or table.level_sizes != tuple(level_sizes.tolist()):
