@@ -35,6 +35,17 @@ def tiny_p5(tmp_path):
     return write_tiny_p5(tmp_path / "tiny")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and do not stall when the machine is busy."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_embedding_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SIDREC_CACHE_DIR", str(tmp_path / "cache"))

@@ -17,15 +17,8 @@ from conftest import write_tiny_p5
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """Tiny tensors: one thread is as fast on an idle machine and far faster on a busy one."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the subprocesses of parallel=N
-    yield
-    torch.set_num_threads(old)
+def _one_thread(one_torch_thread, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the subprocesses of parallel=N too
 
 
 def _args(study, data, root, *extra):

@@ -13,13 +13,7 @@ TARGET_LEN = 3
 ARCHS = ["encoder_decoder", "decoder_only"]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread, and do not stall when the machine is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(arch: str, num_experts: int = 0, dropout: float = 0.0, seed: int = 0):

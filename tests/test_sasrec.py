@@ -17,12 +17,7 @@ from sidrec.models.sasrec import SASRec
 TINY_DATA = ["data.format=p5", "data.name=tiny"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(**kw):
