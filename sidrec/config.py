@@ -74,6 +74,13 @@ class ModelConfig:
     moe_aux_weight: float = 0.01  # load-balancing loss weight
     num_user_tokens: int = 0  # TIGER user tokens (hashed user id), 0 = off
     max_history: int = 20  # last N items of the history fed to the model
+    # Position ids of the history tokens: from_start (oldest real token is 0) | from_end (the most
+    # recent token is 0, so it keeps its embedding whatever the history length; encoder_decoder only).
+    positions: str = "from_start"
+    # next_item: each sample is (history -> next item). all_positions (decoder_only): one causal pass
+    # over a user's SID sequence predicts the next item at every position, no BOS separator; same
+    # targets as sliding windows for far fewer tokens (SASRec-style training).
+    objective: str = "next_item"
 
 
 @dataclass
@@ -89,10 +96,15 @@ class TrainConfig:
     select_metric: str = "recall@10"  # the checkpoint with the best value is tested
     val_max_users: int = 0  # 0 = all validation users
     sliding_window: bool = True
+    bucketed: bool = False  # length-bucketed batches: shuffled pools sorted by history length (less padding)
+    lr_schedule: str = "constant"  # constant | cosine | linear: decay to 0 by max_steps or by max_minutes, whichever comes first
+    warmup_steps: int = 0  # linear warm-up from 0 (any schedule)
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0  # max global gradient norm (0 = off)
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"  # e.g. ddp, ddp_spawn (Lightning)
-    precision: str = "auto"  # auto = bf16-mixed on GPU, 32 on CPU
+    precision: str = "auto"  # auto = bf16-mixed on GPU and on CPUs with native bf16, else 32-true (Lightning names)
     num_workers: int = 0
     loggers: str = "csv,tensorboard"
     record_sample_ids: bool = False  # debug: save the sample ids each rank trained on (DDP test)
@@ -169,6 +181,7 @@ PRESETS: dict[str, dict[str, str]] = {
         "train.val_every": "10",
         "train.batch_size": "32",
         "train.loggers": "csv",
+        "train.precision": "32-true",  # tiny tensors: bf16 gains nothing, and CI CPUs may lack it
         "decode.num_beams": "10",
     },
 }

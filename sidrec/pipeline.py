@@ -25,7 +25,7 @@ import torch
 from sidrec.config import RunConfig
 from sidrec.data.dataset import Dataset
 from sidrec.data.loaders import load_dataset
-from sidrec.data.split import evaluation_samples, training_samples
+from sidrec.data.split import evaluation_samples, training_samples, training_windows
 from sidrec.data.text import item_texts
 from sidrec.errors import ArtifactError
 from sidrec.io import write_json, write_npy, write_text
@@ -141,7 +141,10 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     dataset = prepare(cfg, run_dir)
     print(f"dataset: {dataset.stats()}")
     h = cfg.model.max_history
-    train = training_samples(dataset, h, cfg.train.sliding_window)
+    if cfg.model.objective == "all_positions":
+        train = training_windows(dataset, h)
+    else:
+        train = training_samples(dataset, h, cfg.train.sliding_window)
     valid = validation_subset(evaluation_samples(dataset, h, "valid"), cfg.train.val_max_users, cfg.seed)
     test = evaluation_samples(dataset, h, "test")
     embeddings = embed(cfg, run_dir, dataset)

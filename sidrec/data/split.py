@@ -56,6 +56,22 @@ def training_samples(ds: Dataset, max_history: int, sliding_window: bool = True)
     return Samples(users, histories, ds.seq_items[target_pos])
 
 
+def training_windows(ds: Dataset, max_history: int) -> Samples:
+    """All-positions training: each user's training sequence cut from its end into windows of up to
+    ``max_history + 1`` items, consecutive windows sharing one item. A window is stored as a sample
+    (its first items as the history, its last as the target) and trained on as one sequence in which
+    every item but the first is a target, so each training item but the user's first is a target
+    exactly once, as in the sliding window, for about 1/H of the samples."""
+    starts, train_lengths = ds.seq_offsets[:-1], ds.sequence_lengths() - 2
+    counts = np.where(train_lengths >= 2, -(-(train_lengths - 1) // max_history), 0)
+    users = np.repeat(np.arange(ds.num_users, dtype=np.int64), counts)
+    from_end = np.arange(counts.sum(), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    target_pos = starts[users] + train_lengths[users] - 1 - from_end * max_history
+    window_starts = np.maximum(starts[users], target_pos - max_history)
+    histories = history_windows(ds.seq_items, window_starts, target_pos, max_history)
+    return Samples(users, histories, ds.seq_items[target_pos])
+
+
 def evaluation_samples(ds: Dataset, max_history: int, stage: str) -> Samples:
     """One sample per user: stage "valid" predicts the second to last item, "test" the last."""
     if stage not in ("valid", "test"):

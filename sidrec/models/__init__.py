@@ -45,9 +45,19 @@ def build_model(model_cfg: ModelConfig, vocab_size: int, max_source_len: int, ta
         max_target_len=target_len,
         bos_token_id=BOS,
     )
+    if model_cfg.positions not in ("from_start", "from_end"):
+        raise ConfigError(f"model.positions={model_cfg.positions!r}: expected from_start or from_end")
+    if model_cfg.objective not in ("next_item", "all_positions"):
+        raise ConfigError(f"model.objective={model_cfg.objective!r}: expected next_item or all_positions")
     if model_cfg.arch == "encoder_decoder":
-        return EncoderDecoder(EncoderDecoderConfig(num_layers=model_cfg.num_layers, **shared))
+        if model_cfg.objective == "all_positions":
+            raise ConfigError("model.objective=all_positions needs model.arch=decoder_only")
+        return EncoderDecoder(EncoderDecoderConfig(num_layers=model_cfg.num_layers,
+                                                   positions_from_end=model_cfg.positions == "from_end", **shared))
     if model_cfg.arch == "decoder_only":
+        if model_cfg.positions == "from_end":
+            raise ConfigError("model.positions=from_end is for encoder_decoder (a causal pass has no fixed end)")
         # Same layer budget: the encoder-decoder's two stacks become one causal stack.
-        return DecoderOnly(DecoderOnlyConfig(num_layers=2 * model_cfg.num_layers, **shared))
+        return DecoderOnly(DecoderOnlyConfig(num_layers=2 * model_cfg.num_layers,
+                                             bos_separator=model_cfg.objective == "next_item", **shared))
     raise ConfigError(f"model.arch={model_cfg.arch!r}: expected encoder_decoder or decoder_only")

@@ -1,4 +1,5 @@
-"""Decoder-only transformer over SID tokens: one causal stack reads [history, BOS, target].
+"""Decoder-only transformer over SID tokens: one causal stack reads [history, BOS, target], or with
+``bos_separator=False`` the plain SID sequence [history, target] (trained on every position at once).
 
 Same widths as the encoder-decoder and 2 * num_layers layers, so the two differ by the decoder's
 cross-attention only (the comparison in GRID section 4.2). Histories may be padded on either side:
@@ -37,6 +38,9 @@ class DecoderOnlyConfig:
     max_source_len: int = 80  # history tokens (incl. a user token, if any)
     max_target_len: int = 4  # SID tokens per item
     bos_token_id: int = 1  # sidrec.vocab.BOS (model files import only torch)
+    # True: [history, BOS, target] (next-item samples). False: a plain SID sequence, the target follows
+    # the history directly (all-positions training, where every item is the previous ones' target).
+    bos_separator: bool = True
 
 
 @dataclass
@@ -44,9 +48,9 @@ class DecoderOnlyCache:
     """Decoding state. Rows are beams; the K/V of history + BOS (the prefix) are stored once per user
     (row r belongs to user r // (rows / users)) as long as reorders keep the beams of a user together."""
 
-    prefix_k: torch.Tensor  # (layers, users, H, source_len + 1, D)
+    prefix_k: torch.Tensor  # (layers, users, H, source_len [+ 1 for BOS], D)
     prefix_v: torch.Tensor
-    prefix_mask: torch.Tensor  # (users, source_len + 1)
+    prefix_mask: torch.Tensor  # (users, source_len [+ 1])
     next_position: torch.Tensor  # (users,) position id of the first generated token
     suffix_k: torch.Tensor  # (layers, rows, H, max_target_len - 1, D): generated tokens
     suffix_v: torch.Tensor
@@ -120,15 +124,25 @@ class DecoderOnly(nn.Module):
         logits = self._logits(hidden[:, -decoder_input_ids.shape[1] :])
         return logits, aux_loss / self.cfg.num_layers
 
+    def sequence_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All-positions training: logits (B, S, V) where logits[:, j] predicts the token after
+        input_ids[:, j], and the averaged aux loss."""
+        hidden, aux_loss = self._run(input_ids, attention_mask)
+        return self._logits(hidden), aux_loss / self.cfg.num_layers
+
     @torch.no_grad()
     def prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, DecoderOnlyCache]:
-        """Run history + BOS once and cache its K/V per user: logits (B, V) for the first SID token."""
+        """Run history (+ BOS) once and cache its K/V per user: logits (B, V) for the first SID token."""
         cfg, rows = self.cfg, input_ids.shape[0]
-        bos = torch.full((rows, 1), cfg.bos_token_id, dtype=torch.long, device=input_ids.device)
-        tokens = torch.cat([input_ids, bos], dim=1)
-        mask = torch.cat([attention_mask, torch.ones_like(bos, dtype=torch.bool)], dim=1)
+        tokens, mask = input_ids, attention_mask
+        if cfg.bos_separator:
+            bos = torch.full((rows, 1), cfg.bos_token_id, dtype=torch.long, device=input_ids.device)
+            tokens = torch.cat([input_ids, bos], dim=1)
+            mask = torch.cat([attention_mask, torch.ones_like(bos, dtype=torch.bool)], dim=1)
         kv: list[tuple[torch.Tensor, torch.Tensor]] = []
         hidden, _ = self._run(tokens, mask, kv_sink=kv)
+        # The last real token predicts the first SID token (histories may be padded on either side).
+        last = mask.shape[1] - 1 - mask.flip(1).int().argmax(dim=1)
         prefix_k = torch.stack([k for k, _ in kv])
         prefix_v = torch.stack([v for _, v in kv])
         suffix_shape = (cfg.num_layers, rows, cfg.num_heads, cfg.max_target_len - 1, cfg.d_kv)  # preallocated
@@ -141,7 +155,7 @@ class DecoderOnly(nn.Module):
             suffix_v=prefix_v.new_zeros(suffix_shape),
             length=0,
         )
-        return self._logits(hidden[:, -1]), cache
+        return self._logits(hidden[torch.arange(rows, device=hidden.device), last]), cache
 
     @torch.no_grad()
     def decode_step(self, tokens: torch.Tensor, cache: DecoderOnlyCache) -> tuple[torch.Tensor, DecoderOnlyCache]:

@@ -4,7 +4,8 @@ The encoder reads the user's history tokens (bidirectional, padding masked); the
 the next item's SID tokens with causal self-attention and cross-attention to the encoder output.
 
 Choices: pre-norm LayerNorm blocks; learned absolute positions, counted over non-padding tokens only
-so left- and right-padded rows see the same positions; one token embedding shared by encoder input,
+(from the oldest or, optionally, from the most recent token) so left- and right-padded rows see the
+same positions; one token embedding shared by encoder input,
 decoder input and the output head (tied: the SID token set is the same on both sides, and it saves
 vocab * d_model parameters).
 """
@@ -45,6 +46,9 @@ class EncoderDecoderConfig:
     max_source_len: int = 80  # history tokens (incl. a user token, if any)
     max_target_len: int = 4  # SID tokens per item
     bos_token_id: int = 1  # sidrec.vocab.BOS (model files import only torch)
+    # Source positions counted back from the most recent token, which then keeps position 0 whatever
+    # the history length (T5's relative bias gives the same invariance); False: from the oldest token.
+    positions_from_end: bool = False
 
 
 @dataclass
@@ -112,7 +116,10 @@ class EncoderDecoder(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, Packed | None, torch.Tensor]:
         """Encoder output, (N, d) real tokens when ``packed`` else (B, S, d); its packing; summed aux loss."""
-        positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+        counted = attention_mask.cumsum(dim=1)
+        if self.cfg.positions_from_end:
+            counted = counted[:, -1:] - counted + 1  # the last real token gets 1 (after - 1: position 0)
+        positions = (counted - 1).clamp(0, self.cfg.max_source_len - 1)
         packed = pack_if_padded(attention_mask)
         if packed is not None:
             input_ids, positions = packed.pack(input_ids), packed.pack(positions)

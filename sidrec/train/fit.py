@@ -18,10 +18,20 @@ from sidrec.train.data import batch_loader
 from sidrec.train.module import GenerativeRecommender
 
 
-def _precision(cfg: RunConfig, accelerator: str) -> str:
-    if cfg.train.precision != "auto":
-        return cfg.train.precision
-    return "bf16-mixed" if accelerator == "gpu" else "32-true"
+def cpu_has_bf16() -> bool:
+    """Native bf16 matrix units (AVX512-BF16 / AMX): there bf16 autocast pays; elsewhere it is emulated."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(setting: str, accelerator: str) -> str:
+    if setting != "auto":
+        return setting
+    if accelerator == "gpu":
+        return "bf16-mixed"
+    if cpu_has_bf16():
+        return "bf16-mixed"
+    print("precision: this CPU has no native bf16, training in fp32 (32-true)")
+    return "32-true"
 
 
 def _loggers(cfg: RunConfig, run_dir: Path):
@@ -51,12 +61,17 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
     accelerator = cfg.train.accelerator
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    precision = resolve_precision(cfg.train.precision, accelerator)
+    print(f"training: {accelerator}, precision {precision}, "
+          f"{'length-bucketed' if cfg.train.bucketed else 'random'} batches of {cfg.train.batch_size}, "
+          f"lr {cfg.train.lr} ({cfg.train.lr_schedule}, warm-up {cfg.train.warmup_steps} steps), "
+          f"{len(train)} samples/epoch")
     trainer_kwargs = dict(
         accelerator=accelerator, devices=cfg.train.devices, strategy=cfg.train.strategy,
-        precision=_precision(cfg, accelerator), max_steps=cfg.train.max_steps, max_epochs=-1,
+        precision=precision, max_steps=cfg.train.max_steps, max_epochs=-1,
         val_check_interval=cfg.train.val_every, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, logger=_loggers(cfg, run_dir), use_distributed_sampler=False,
-        default_root_dir=run_dir, log_every_n_steps=min(50, cfg.train.val_every), enable_model_summary=False,
+        default_root_dir=run_dir, gradient_clip_val=cfg.train.grad_clip or None, log_every_n_steps=min(50, cfg.train.val_every), enable_model_summary=False,
     )
     if cfg.train.max_minutes > 0:
         trainer_kwargs["max_time"] = timedelta(minutes=cfg.train.max_minutes)
@@ -68,7 +83,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
     rank, world = trainer.global_rank, trainer.world_size
     trainer.fit(module,
                 train_dataloaders=batch_loader(train, cfg.train.batch_size, True, cfg.seed, rank, world, True,
-                                               cfg.train.num_workers),
+                                               cfg.train.num_workers, bucketed=cfg.train.bucketed),
                 val_dataloaders=batch_loader(valid, cfg.decode.batch_size, False, cfg.seed, rank, world, False))
     if cfg.train.record_sample_ids and module.seen_sample_ids:
         np.save(run_dir / f"train_sample_ids_rank{trainer.global_rank}.npy", torch.cat(module.seen_sample_ids).numpy())

@@ -3,6 +3,9 @@ plain PyTorch module from sidrec.models."""
 
 from __future__ import annotations
 
+import math
+import time
+
 import lightning as L
 import numpy as np
 import torch
@@ -14,6 +17,22 @@ from sidrec.evaluate.runner import Ranker
 from sidrec.vocab import PAD
 
 
+def lr_factor(schedule: str, warmup_steps: int, step: int, progress: float) -> float:
+    """Multiplier of the peak learning rate. ``progress`` in [0, 1] is the share of the run done
+    (steps or wall-clock, whichever is further), so a time-capped run still ends annealed."""
+    warmup = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "constant":
+        decay = 1.0
+    elif schedule == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+    elif schedule == "linear":
+        decay = 1.0 - progress
+    else:
+        raise ValueError(f"unknown lr_schedule {schedule!r} (constant | cosine | linear)")
+    return warmup * decay
+
+
 class GenerativeRecommender(L.LightningModule):
     def __init__(self, model: torch.nn.Module, ranker: Ranker, cfg: RunConfig, artifact_meta: dict):
         super().__init__()
@@ -23,19 +42,51 @@ class GenerativeRecommender(L.LightningModule):
         self._ranked: list[np.ndarray] = []
         self._targets: list[np.ndarray] = []
         self.seen_sample_ids: list[torch.Tensor] = []
+        self._train_start = 0.0
 
     def on_fit_start(self) -> None:
         self.ranker.to(self.device)
 
-    def training_step(self, batch, batch_idx):
-        input_ids, mask = self.ranker.batcher.inputs(batch["histories"], batch["users"])
-        decoder_input_ids, labels = self.ranker.batcher.targets(batch["targets"])
+    def on_train_start(self) -> None:
+        self._train_start = time.monotonic()
+
+    def progress(self) -> float:
+        t = self.cfg.train
+        shares = [self.global_step / t.max_steps]
+        if t.max_minutes > 0:
+            shares.append((time.monotonic() - self._train_start) / (60 * t.max_minutes))
+        return max(shares)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        t = self.cfg.train
+        lr = t.lr * lr_factor(t.lr_schedule, t.warmup_steps, self.global_step, self.progress())
+        for group in self.optimizers().optimizer.param_groups:
+            group["lr"] = lr
+
+    def _loss_inputs(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, labels, aux_loss) of the batch under the model's training objective."""
+        batcher = self.ranker.batcher
+        if self.cfg.model.objective == "all_positions":
+            # The window (history + target item) is one causal sequence; every item but the first is a target.
+            tokens, mask, labels = batcher.sequence(torch.cat([batch["histories"], batch["targets"][:, None]], dim=1),
+                                                    batch["users"])
+            logits, aux_loss = self.model.sequence_logits(tokens, mask)
+            return logits, labels, aux_loss
+        input_ids, mask = batcher.inputs(batch["histories"], batch["users"])
+        decoder_input_ids, labels = batcher.targets(batch["targets"])
         logits, aux_loss = self.model(input_ids, mask, decoder_input_ids)
-        ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=PAD)
+        return logits, labels, aux_loss
+
+    def training_step(self, batch, batch_idx):
+        logits, labels, aux_loss = self._loss_inputs(batch)
+        ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=PAD,
+                             label_smoothing=self.cfg.train.label_smoothing)
         loss = ce + self.cfg.model.moe_aux_weight * aux_loss
-        self.log("train/loss", ce, prog_bar=True, batch_size=len(labels))
+        batch_size = len(batch["targets"])
+        self.log("train/loss", ce.detach(), prog_bar=True, batch_size=batch_size)
+        self.log("train/lr", self.optimizers().optimizer.param_groups[0]["lr"], batch_size=batch_size)
         if self.cfg.model.num_experts > 0:
-            self.log("train/moe_aux_loss", aux_loss, batch_size=len(labels))
+            self.log("train/moe_aux_loss", aux_loss, batch_size=batch_size)
         if self.cfg.train.record_sample_ids:
             self.seen_sample_ids.append(batch["sample_ids"].cpu())
         return loss
@@ -59,7 +110,9 @@ class GenerativeRecommender(L.LightningModule):
             self.log(f"val/{name}", value, prog_bar=name.endswith("@10"), sync_dist=False)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)
+        # foreach: one kernel per op over all parameters (the per-tensor loop is a visible share of a CPU step).
+        return torch.optim.Adam(self.model.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay,
+                                foreach=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sidrec"] = self.artifact_meta
