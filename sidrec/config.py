@@ -125,6 +125,7 @@ class DecodeConfig:
 @dataclass
 class EvalConfig:
     ks: str = "5,10"
+    test: bool = True  # false: stop after training, no test pass (sweeps choose on validation only)
 
 
 @dataclass

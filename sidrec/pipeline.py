@@ -161,6 +161,8 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     if not result.is_global_zero:  # DDP: rank 0 tests and writes the artifacts
         return {}
     save_model_file(run_dir / "model.pt", model, meta)
+    if not cfg.eval.test:
+        return {"run_dir": str(run_dir), "best_val": result.best_score, "steps": result.steps}
     device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
     metrics = evaluate(model.to(device), ranker.to(device), test, cfg.ks(), cfg.decode.batch_size, cfg.seed, desc="test")
     metrics.update(best_val=result.best_score, steps=result.steps, train_samples=len(train), seed=cfg.seed,

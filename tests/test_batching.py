@@ -59,3 +59,23 @@ def test_columns_padded_in_every_row_are_dropped_without_changing_model_outputs(
         full, _ = model.prefill(full_ids, full_ids != PAD)
         torch.testing.assert_close(trimmed, full, atol=1e-5, rtol=1e-5)
     assert make_batcher()[0].inputs(torch.tensor([[0, 1]]))[0].shape == (1, 6)  # nothing to drop
+
+
+def test_sequence_windows_label_every_item_but_the_first():
+    batcher, vocab = make_batcher()
+    tokens = vocab.sid_to_tokens(np.array([[0, 1, 0], [3, 2, 1], [1, 1, 0]]))
+    input_ids, mask, labels = batcher.sequence(torch.tensor([[-1, 0, 1], [2, 0, 1]]))
+    full = [*tokens[2], *tokens[0], *tokens[1]]
+    assert input_ids.shape == labels.shape == (2, 8)
+    assert input_ids[1].tolist() == full[:-1] and mask[1].all()
+    assert labels[1].tolist() == [PAD, PAD] + full[3:]  # item 2 is context only
+    # Row 0: one padding item (columns kept, since row 1 uses them), then items 0 -> 1
+    assert input_ids[0, 3:].tolist() == [*tokens[0], *tokens[1][:-1]] and not mask[0, :3].any()
+    assert labels[0].tolist() == [PAD] * 5 + list(tokens[1])
+
+
+def test_sequence_with_user_tokens_keeps_the_user_token_unlabelled():
+    batcher, vocab = make_batcher(num_user_tokens=5)
+    input_ids, mask, labels = batcher.sequence(torch.tensor([[0, 1]]), torch.tensor([3]))
+    assert input_ids[0, 0].item() == vocab.user_token(np.array([3]))[0]
+    assert labels[0, :3].tolist() == [PAD] * 3 and labels[0, 3:].tolist() == vocab.sid_to_tokens(np.array([3, 2, 1])).tolist()

@@ -16,10 +16,11 @@ ARCHS = ["encoder_decoder", "decoder_only"]
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def tiny_model(arch: str, num_experts: int = 0, dropout: float = 0.0, seed: int = 0):
+def tiny_model(arch: str, num_experts: int = 0, dropout: float = 0.0, seed: int = 0, **options):
     torch.manual_seed(seed)
     cfg = ModelConfig(
-        arch=arch, num_layers=2, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=dropout, num_experts=num_experts
+        arch=arch, num_layers=2, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=dropout, num_experts=num_experts,
+        **options,
     )
     return build_model(cfg, vocab_size=VOCAB, max_source_len=SOURCE_LEN, target_len=TARGET_LEN)
 
@@ -66,6 +67,42 @@ def test_build_model_maps_config():
     assert isinstance(dec_only, DecoderOnly) and len(dec_only.blocks) == 4  # same layer budget
     with pytest.raises(ConfigError, match="model.arch"):
         build_model(ModelConfig(arch="rnn"), VOCAB, SOURCE_LEN, TARGET_LEN)
+    with pytest.raises(ConfigError, match="all_positions needs model.arch=decoder_only"):
+        tiny_model("encoder_decoder", objective="all_positions")
+    with pytest.raises(ConfigError, match="from_end is for encoder_decoder"):
+        tiny_model("decoder_only", positions="from_end")
+
+
+@pytest.mark.parametrize("layout", ["left", "right"])
+def test_positions_from_end_give_the_latest_token_one_position_whatever_the_length(layout):
+    model = tiny_model("encoder_decoder", positions="from_end").eval()
+    input_ids, mask, targets = padded_batch([SOURCE_LEN - 1, 4, 1], layout=layout)
+    logits, _ = model(input_ids, mask, shift_right(targets))
+    for row in range(3):  # padding changes nothing
+        alone_ids = input_ids[row : row + 1, mask[row]]
+        alone, _ = model(alone_ids, torch.ones_like(alone_ids, dtype=torch.bool), shift_right(targets[row : row + 1]))
+        torch.testing.assert_close(logits[row], alone[0], atol=1e-5, rtol=1e-5)
+    # Same weights numbered from the start give another output on the long row
+    start, _ = tiny_model("encoder_decoder").eval()(input_ids, mask, shift_right(targets))
+    assert not torch.allclose(start[0], logits[0])
+
+
+def test_all_positions_decoder_decodes_what_it_was_trained_on():
+    """Without BOS, the history's last token predicts the first SID token: prefill and cached decoding
+    agree with the one-pass sequence logits used in training."""
+    model = tiny_model("decoder_only", objective="all_positions").eval()
+    input_ids, mask, targets = padded_batch([SOURCE_LEN - 1, 5, 2], layout="left")
+    sequence = torch.cat([input_ids, targets], dim=1)
+    full_mask = torch.cat([mask, torch.ones_like(targets, dtype=torch.bool)], dim=1)
+    expected, _ = model.sequence_logits(sequence, full_mask)  # (B, S + T, V)
+    logits, cache = model.prefill(input_ids, mask)
+    torch.testing.assert_close(logits, expected[:, SOURCE_LEN - 1], atol=1e-5, rtol=1e-5)
+    for step in range(TARGET_LEN - 1):
+        logits, cache = model.decode_step(targets[:, step], cache)
+        torch.testing.assert_close(logits, expected[:, SOURCE_LEN + step], atol=1e-5, rtol=1e-5)
+    # A BOS-separated model of the same weights reads another sequence
+    bos_model = tiny_model("decoder_only").eval()
+    assert not torch.allclose(bos_model.prefill(input_ids, mask)[0], expected[:, SOURCE_LEN - 1])
 
 
 @pytest.mark.parametrize("num_experts", [0, 4])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sidrec.data.dataset import from_sequences
-from sidrec.data.split import PAD_ITEM, evaluation_samples, training_items, training_samples
+from sidrec.data.split import PAD_ITEM, evaluation_samples, training_items, training_samples, training_windows
 
 
 def make_dataset(sequences: list[list[int]]):
@@ -97,3 +97,32 @@ def test_subset_keeps_rows_aligned():
     samples = training_samples(make_dataset(SMALL), max_history=3)
     picked = samples.subset(np.array([4, 0]))
     assert as_rows(picked) == [as_rows(samples)[4], as_rows(samples)[0]]
+
+
+def naive_windows(sequences, max_history):
+    """Windows of max_history + 1 items cut from the end of each training sequence, one shared item."""
+    rows = []
+    for user, seq in enumerate(sequences):
+        train, end = seq[:-2], len(seq) - 2
+        while end >= 2:
+            window = train[max(0, end - max_history - 1) : end]
+            rows.append((user, left_padded(window[:-1], max_history), window[-1]))
+            end -= max_history
+    return rows
+
+
+@pytest.mark.parametrize("sequences", [SMALL, random_sequences(0)], ids=["small", "random0"])
+@pytest.mark.parametrize("max_history", [1, 3, 20])
+def test_training_windows_cover_the_sliding_window_targets_once(sequences, max_history):
+    windows = training_windows(make_dataset(sequences), max_history)
+    assert sorted(as_rows(windows)) == sorted(naive_windows(sequences, max_history))
+    # Every (user, target position) of the sliding window is a target of exactly one window
+    per_user_targets = {}
+    for user, history, target in as_rows(windows):
+        items = [i for i in history if i != PAD_ITEM][1:] + [target]
+        per_user_targets.setdefault(user, []).extend(items)
+    sliding = training_samples(make_dataset(sequences), max_history)
+    expected = {}
+    for user, _, target in as_rows(sliding):
+        expected.setdefault(user, []).append(target)
+    assert {u: sorted(t) for u, t in per_user_targets.items()} == {u: sorted(t) for u, t in expected.items()}

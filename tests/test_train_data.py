@@ -38,3 +38,45 @@ def test_loader_yields_whole_batches():
     assert [len(b["targets"]) for b in batches] == [4, 4, 2]
     assert torch.equal(batches[0]["histories"][1], torch.tensor([3, 4, 5]))
     assert torch.equal(batches[2]["targets"], torch.tensor([16, 18]))
+
+
+def bucketed(n, bs, lengths, seed=0, rank=0, world=1, pool=4):
+    return ShardedBatchSampler(n, bs, True, seed, rank, world, drop_last=True, lengths=lengths, pool_batches=pool)
+
+
+def test_bucketing_visits_every_sample_once_per_epoch_in_shuffled_length_sorted_batches():
+    rng = np.random.default_rng(0)
+    n, bs = 1003, 16
+    lengths = rng.integers(1, 21, size=n)
+    sampler = bucketed(n, bs, lengths)
+    epochs = [list(sampler) for _ in range(2)]
+    for batches in epochs:
+        assert len(batches) == len(sampler)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(n))  # every sample exactly once
+        # Within a pool of 4 batches the lengths are sorted, so a batch spans few lengths
+        spread = np.mean([np.ptp(lengths[b]) for b in batches])
+        assert spread < 0.5 * np.mean([np.ptp(lengths[rng.permutation(n)[:bs]]) for _ in range(20)])
+        # ... while the batch order is shuffled, not sorted by length
+        firsts = [lengths[b].min() for b in batches]
+        assert firsts != sorted(firsts)
+    assert not all(np.array_equal(a, b) for a, b in zip(*epochs))  # reshuffled between epochs
+    again = bucketed(n, bs, lengths)
+    assert all(np.array_equal(a, b) for a, b in zip(list(again), epochs[0]))  # seeded
+
+
+def test_bucketing_shards_ranks_disjoint_with_equal_step_counts():
+    n, bs = 101, 8
+    lengths = np.arange(n) % 7
+    parts = [list(bucketed(n, bs, lengths, rank=r, world=2)) for r in range(2)]
+    assert len(parts[0]) == len(parts[1]) == len(bucketed(n, bs, lengths, rank=0, world=2))
+    seen = [set(np.concatenate(p).tolist()) for p in parts]
+    assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == n - 1  # one sample left over for equal shares
+
+
+def test_bucketed_loader_uses_history_lengths():
+    histories = np.array([[-1, -1, 5], [1, 2, 3], [-1, 4, 5], [-1, -1, 6], [7, 8, 9], [-1, 1, 2]])
+    samples = Samples(np.arange(6), histories, np.arange(6))
+    loader = batch_loader(samples, 2, shuffle=True, seed=0, rank=0, world_size=1, drop_last=True, bucketed=True)
+    for batch in loader:
+        lengths = (batch["histories"] >= 0).sum(dim=1)
+        assert lengths.min() == lengths.max()  # one pool: pairs of equal length

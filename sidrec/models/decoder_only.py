@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from sidrec.models.layers import (
     SelfAttentionBlock,
+    attention,
     init_weights,
     pack_if_padded,
     prefix_suffix_attention,
@@ -93,16 +94,19 @@ class DecoderOnly(nn.Module):
         if packed is not None:
             tokens, positions = packed.pack(tokens), packed.pack(positions)
         x = self.dropout(self.token_embedding(tokens) + self.positions(positions))
-        length = mask.shape[1]
-        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
-        diagonal = torch.eye(length, dtype=torch.bool, device=mask.device)
-        # Every token also sees itself, so leading padding rows are not all -inf (NaN in softmax).
-        attn_mask = ((causal & mask[:, None, :]) | diagonal)[:, None]  # (B, 1, S, S)
+        if packed is None:  # no padding (e.g. length-bucketed batches): the fused causal kernel, no mask tensor
+            attn_mask, is_causal = None, True
+        else:
+            length = mask.shape[1]
+            causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+            diagonal = torch.eye(length, dtype=torch.bool, device=mask.device)
+            # Every token also sees itself, so leading padding rows are not all -inf (NaN in softmax).
+            attn_mask, is_causal = ((causal & mask[:, None, :]) | diagonal)[:, None], False  # (B, 1, S, S)
 
         def attend(q, k, v):
             if kv_sink is not None:
                 kv_sink.append((k, v))
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+            return attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
 
         aux_losses = []
         for block in self.blocks:

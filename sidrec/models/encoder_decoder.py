@@ -24,6 +24,7 @@ from sidrec.models.layers import (
     Packed,
     SelfAttention,
     SelfAttentionBlock,
+    attention,
     feed_forward,
     init_weights,
     pack_if_padded,
@@ -86,7 +87,8 @@ class DecoderBlock(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(
-        self, x: torch.Tensor, attend: AttendFn, cross_k: torch.Tensor, cross_v: torch.Tensor, source_mask: torch.Tensor
+        self, x: torch.Tensor, attend: AttendFn, cross_k: torch.Tensor, cross_v: torch.Tensor,
+        source_mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         x = x + self.dropout(self.self_attn(self.self_attn_norm(x), attend))
         x = x + self.dropout(self.cross_attn(self.cross_attn_norm(x), cross_k, cross_v, source_mask))
@@ -125,7 +127,7 @@ class EncoderDecoder(nn.Module):
             input_ids, positions = packed.pack(input_ids), packed.pack(positions)
         x = self.dropout(self.token_embedding(input_ids) + self.source_positions(positions))
         # A (B, 1, 1, S) key mask: padding queries still see the real keys, so no row is all -inf.
-        attend = sdpa_attend(attn_mask=attention_mask[:, None, None, :])
+        attend = sdpa_attend(attn_mask=None if packed is None else attention_mask[:, None, None, :])
         aux_losses = []
         for block in self.encoder_blocks:
             x, aux_loss = block(x, attend, packed)
@@ -141,9 +143,10 @@ class EncoderDecoder(nn.Module):
         positions = torch.arange(decoder_input_ids.shape[1], device=decoder_input_ids.device)
         x = self.dropout(self.token_embedding(decoder_input_ids) + self.target_positions(positions))
         attend = sdpa_attend(is_causal=True)
+        source_mask = None if packed is None else attention_mask
         for block in self.decoder_blocks:
             cross_k, cross_v = block.cross_attn.keys_values(memory, packed)
-            x, block_aux_loss = block(x, attend, cross_k, cross_v, attention_mask)
+            x, block_aux_loss = block(x, attend, cross_k, cross_v, source_mask)
             aux_loss = aux_loss + block_aux_loss
         logits = F.linear(self.decoder_norm(x), self.token_embedding.weight)
         return logits, aux_loss / (2 * self.cfg.num_layers)
@@ -185,7 +188,7 @@ class EncoderDecoder(nn.Module):
                 cache.self_k[layer, :, :, step] = k[:, :, 0]
                 cache.self_v[layer, :, :, step] = v[:, :, 0]
                 keys, values = cache.self_k[layer, :, :, : step + 1], cache.self_v[layer, :, :, : step + 1]
-                return F.scaled_dot_product_attention(q, keys, values)
+                return attention(q, keys, values)
 
             x, _ = block(x, attend_cached, cache.cross_k[layer], cache.cross_v[layer], cache.source_mask)
         cache.length = step + 1

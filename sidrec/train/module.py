@@ -110,9 +110,9 @@ class GenerativeRecommender(L.LightningModule):
             self.log(f"val/{name}", value, prog_bar=name.endswith("@10"), sync_dist=False)
 
     def configure_optimizers(self):
-        # foreach: one kernel per op over all parameters (the per-tensor loop is a visible share of a CPU step).
+        # fused: one pass per parameter instead of ~8 elementwise kernels (Adam was ~10% of a CPU step).
         return torch.optim.Adam(self.model.parameters(), lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay,
-                                foreach=True)
+                                fused=True)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sidrec"] = self.artifact_meta
