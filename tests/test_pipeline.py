@@ -75,7 +75,8 @@ def test_corrupted_model_file_is_one_clear_error(finished_run, tmp_path, capsys)
     assert len(err) == 1 and "model.pt" in err[0] and "corrupted" in err[0]
 
 
-def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # without run_dir the run directory goes under ./runs
     assert main(["run", "preset=tiny", "data.format=p5", f"data.path={tmp_path / 'nowhere'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nowhere" in err[0]
