@@ -86,7 +86,7 @@ def normalise_items(new_items: list[dict], dataset: Dataset) -> list[dict]:
     for n, item in enumerate(new_items):
         if not isinstance(item, dict):
             raise DataError(f"new item {n}: expected an object, got {type(item).__name__}")
-        _check_value(item, f"new item {n}")
+        check_item_value(item, f"new item {n}")
         raw = item.get("item_id")
         if raw is None or isinstance(raw, bool) or not isinstance(raw, (str, int)) or not str(raw).strip():
             raise DataError(f"new item {n}: needs an item_id (a non-empty string or integer)")
@@ -101,9 +101,15 @@ def normalise_items(new_items: list[dict], dataset: Dataset) -> list[dict]:
     return out
 
 
-def _check_value(value, where: str) -> None:
+MAX_DEPTH = 8  # nesting of lists/objects in an item field (categories are lists of lists)
+
+
+def check_item_value(value, where: str, max_chars: int | None = None, depth: int = 0) -> None:
     """Item fields hold JSON text, finite numbers, booleans, null, and lists/objects of those: a
-    lone surrogate cannot be written as UTF-8 and NaN is not JSON, so both would fail mid-write."""
+    lone surrogate cannot be written as UTF-8 and NaN is not JSON, so both would fail mid-write.
+    ``max_chars`` bounds every text (the HTTP service's max_field_chars)."""
+    if depth > MAX_DEPTH:
+        raise DataError(f"{where}: nested more than {MAX_DEPTH} levels deep")
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, str):
@@ -112,16 +118,18 @@ def _check_value(value, where: str) -> None:
         except UnicodeEncodeError as exc:
             raise DataError(f"{where}: text with an unpaired surrogate {value[exc.start]!r} "
                             f"at position {exc.start}") from None
+        if max_chars is not None and len(value) > max_chars:
+            raise DataError(f"{where}: {len(value)} characters; at most {max_chars}")
     elif isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise DataError(f"{where}: {value} is not a finite number")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _check_value(v, f"{where}[{i}]")
+            check_item_value(v, f"{where}[{i}]", max_chars, depth + 1)
     elif isinstance(value, dict):
         for key, v in value.items():
-            _check_value(key, f"{where} (a field name)")
-            _check_value(v, f"{where}.{key}" if isinstance(key, str) and key.isprintable() else where)
+            check_item_value(key, f"{where} (a field name)", max_chars, depth + 1)
+            check_item_value(v, f"{where}.{key}" if isinstance(key, str) and key.isprintable() else where, max_chars, depth + 1)
     else:
         raise DataError(f"{where}: unsupported value of type {type(value).__name__}")
 

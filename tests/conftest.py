@@ -1,9 +1,13 @@
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# hypothesis keeps its files out of the working tree
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "sidrec-hypothesis"))
 
 TINY = ["preset=tiny", "data.format=p5", "data.name=tiny", "train.max_steps=12", "train.val_every=6"]
 
