@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sidrec.config import DataConfig, EvalConfig, apply_overrides, parse_overrides, parse_seeds
+from sidrec.config import DataConfig, EvalConfig, build_config, parse_overrides, parse_seeds
 from sidrec.data.dataset import Dataset
 from sidrec.data.split import evaluation_samples, training_samples
 from sidrec.errors import ConfigError
@@ -75,8 +75,8 @@ SASREC_PRESETS: dict[str, dict[str, str]] = {
 
 
 def build_sasrec_config(overrides: list[str] | None = None) -> SASRecRunConfig:
-    """Defaults, then the preset's overrides, then the command line's (same rules as ``build_config``)."""
-    return apply_overrides(SASRecRunConfig(), overrides, SASREC_PRESETS)
+    """Defaults, the preset, a ``config=`` file, then the command line (the rules of ``build_config``)."""
+    return build_config(overrides, presets=SASREC_PRESETS, factory=SASRecRunConfig)
 
 
 def _device(name: str) -> torch.device:

@@ -11,16 +11,71 @@ Commands:
   sasrec     SASRec baseline, same split and metrics: ``sidrec sasrec [seeds=3] [sasrec.dropout=0.5 ...]``
   experiment a paper study: ``sidrec experiment <study> dataset=beauty seeds=3 budget=tiny|cpu|paper`` (``list``)
   report     rebuild a study's report: ``sidrec report runs/experiments/<study>-<dataset>``
+
+``config=file.yaml`` (or .json) is the base config; ``key=value`` arguments apply on top.
+``sidrec <command> --help`` lists the command's keys; ``sidrec --version`` prints the version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 from pathlib import Path
 
-from sidrec.config import PRESETS, build_config, load_config, parse_overrides, parse_seeds
-from sidrec.errors import SidrecError
+from sidrec.config import PRESETS, build_config, load_config, parse_overrides, parse_seeds, user_path
+from sidrec.errors import ConfigError, SidrecError
+
+log = logging.getLogger("sidrec")
+
+
+@contextlib.contextmanager
+def _run_log(run_dir: Path):
+    """Everything logged under the ``sidrec`` logger also goes to ``run_dir/run.log`` meanwhile."""
+    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+        handler.close()
+
+
+def _report(text: str) -> None:
+    """A result line for the console and the run's log."""
+    print(text)
+    log.info(text)
+
+
+def _run_logged(cfg) -> dict:
+    from sidrec.pipeline import format_metrics, resolve_run_dir, run
+
+    with _run_log(resolve_run_dir(cfg)):
+        log.info("sidrec %s: run in %s with config\n%s", _version(), cfg.run_dir, cfg.to_json())
+        try:
+            result = run(cfg)
+        except Exception as exc:
+            log.error("failed: %s", exc)
+            raise
+        if result:
+            _report(format_metrics(result, title=f"test metrics (seed {cfg.seed}, run {result['run_dir']})"))
+    return result
+
+
+def _int_arg(key: str, value: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum:
+        raise ConfigError(f"{key}={value!r}: expected an integer >= {minimum}")
+    return number
+
 
 def _split_seeds(args: list[str]) -> tuple[list[int] | None, int, list[str]]:
     seeds, parallel, rest = None, 1, []
@@ -28,7 +83,7 @@ def _split_seeds(args: list[str]) -> tuple[list[int] | None, int, list[str]]:
         if key == "seeds":
             seeds = parse_seeds(value)
         elif key == "parallel":  # run this many seeds at once (e.g. several small runs on one big GPU)
-            parallel = int(value)
+            parallel = _int_arg(key, value, 1)
         else:
             rest.append(f"{key}={value}")
     return seeds, parallel, rest
@@ -59,7 +114,6 @@ def _run_seeds_in_subprocesses(args: list[str], seeds: list[int], base: Path, pa
 def cmd_run(args: list[str]) -> None:
     from sidrec.evaluate.metrics import mean_std
     from sidrec.io import write_json
-    from sidrec.pipeline import format_metrics, run
 
     seeds, parallel, args = _split_seeds(args)
     cfg = build_config(args)
@@ -67,22 +121,22 @@ def cmd_run(args: list[str]) -> None:
         print(f"NOTE: preset={cfg.preset} is a reduced configuration ({PRESETS[cfg.preset]}); "
               "`sidrec train preset=paper` runs the paper's full configuration (meant for a GPU).")
     if seeds is None:
-        result = run(cfg)
-        if result:
-            print(format_metrics(result, title=f"test metrics (seed {cfg.seed}, run {result['run_dir']})"))
+        _run_logged(cfg)
         return
     base = Path(cfg.run_dir or f"runs/{cfg.data.name}-seeds")
     if parallel > 1:
         per_seed = _run_seeds_in_subprocesses(args, seeds, base, parallel)
     else:
-        per_seed = [run(build_config(args + [f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])) for seed in seeds]
+        per_seed = [_run_logged(build_config(args + [f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"]))
+                    for seed in seeds]
     per_seed = [r for r in per_seed if r]
     if per_seed:
         summary = mean_std([{k: v for k, v in r.items() if "@" in k} for r in per_seed])
         write_json(base / "summary.json", {"seeds": seeds, "mean_std": summary, "runs": per_seed})
         lines = [f"test metrics over {len(per_seed)} seeds (mean ± std), {base}"]
         lines += [f"{k:<10}  {m:.4f} ± {s:.4f}" for k, (m, s) in summary.items()]
-        print("\n".join(lines))
+        with _run_log(base):
+            _report("\n".join(lines))
 
 
 def cmd_prepare(args: list[str]) -> None:
@@ -97,18 +151,18 @@ def cmd_prepare(args: list[str]) -> None:
 
 
 def cmd_tokenize(args: list[str]) -> None:
-    from sidrec.pipeline import run
+    from sidrec.pipeline import resolve_run_dir, run
 
     cfg = build_config(args)
-    result = run(cfg, stages="tokenize")
-    print(f"run directory: {result['run_dir']}")
+    with _run_log(resolve_run_dir(cfg)):
+        result = run(cfg, stages="tokenize")
+        _report(f"run directory: {result['run_dir']}")
 
 
 def cmd_evaluate(args: list[str]) -> None:
     from sidrec.checkpoint import check_meta, load_model_file
     from sidrec.data.dataset import Dataset
     from sidrec.data.split import evaluation_samples
-    from sidrec.errors import ConfigError
     from sidrec.evaluate.runner import Ranker, evaluate
     from sidrec.pipeline import format_metrics
     from sidrec.tokenize.sid_table import SIDTable
@@ -117,8 +171,10 @@ def cmd_evaluate(args: list[str]) -> None:
     pairs = dict(parse_overrides(args))
     if "run_dir" not in pairs:
         raise ConfigError("sidrec evaluate needs run_dir=<a finished run directory>")
-    run_dir = Path(pairs.pop("run_dir"))
+    run_dir = Path(user_path(pairs.pop("run_dir")))
     stage = pairs.pop("stage", "test")
+    if stage not in ("valid", "test"):
+        raise ConfigError(f"stage={stage!r}: expected valid or test")
     cfg = build_config([f"{k}={v}" for k, v in pairs.items()], base=load_config(run_dir / "config.json"))
     dataset = Dataset.load(run_dir)
     sid_table = SIDTable.load(run_dir / "sid_table.npz")
@@ -157,13 +213,12 @@ def cmd_serve(args: list[str]) -> None:
 
 def cmd_add_items(args: list[str]) -> None:
     from sidrec.cold_start import add_items, read_items_file
-    from sidrec.errors import ConfigError
 
     pairs = dict(parse_overrides(args))
     if "run_dir" not in pairs or "items" not in pairs:
         raise ConfigError("sidrec add-items needs run_dir=<a finished run directory> items=<new items .jsonl>")
-    run_dir = Path(pairs.pop("run_dir"))
-    new_items = read_items_file(pairs.pop("items"))
+    run_dir = Path(user_path(pairs.pop("run_dir")))
+    new_items = read_items_file(user_path(pairs.pop("items")))
     cfg = build_config([f"{k}={v}" for k, v in pairs.items()], base=load_config(run_dir / "config.json"))
     result = add_items(run_dir, new_items, cfg)
     for index in result.added:
@@ -173,10 +228,48 @@ def cmd_add_items(args: list[str]) -> None:
           f"catalog generation {result.generation}); no retraining needed")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sidrec")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def command_help(command: str) -> str:
+    """The command's line of the module docstring, then the keys it reads with their defaults."""
+    from sidrec.config import RunConfig, describe_keys
+
+    lines = [line for line in __doc__.splitlines() if line.startswith(f"  {command} ")]
+    lines.append("")
+    if command in ("run", "train", "prepare", "tokenize", "evaluate", "add-items", "serve"):
+        if command in ("run", "train"):
+            lines.append("seeds=N|a,b,c  run several seeds (summary.json with mean ± std); parallel=N  that many at once")
+        if command == "serve":
+            from sidrec.serve import main as serve_main, serve_keys
+
+            lines += [serve_main.__doc__.strip(), "", "service keys:", *serve_keys(), ""]
+        if command in ("evaluate", "add-items", "serve"):
+            lines.append("config keys (on top of the run's config.json):")
+        else:
+            lines.append("config keys (config=file.yaml|json as the base, then key=value; preset=paper|cpu|tiny):")
+        lines += describe_keys(RunConfig)
+    elif command == "sasrec":
+        from sidrec.baselines import SASRecRunConfig
+
+        lines += ["seeds=N|a,b,c  several seeds", "config keys (config=file.yaml|json as the base, then key=value):"]
+        lines += describe_keys(SASRecRunConfig)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(__doc__)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"sidrec {_version()}")
         return 0
     command, args = argv[0], argv[1:]
     handlers = {"run": cmd_run, "train": cmd_run, "prepare": cmd_prepare, "tokenize": cmd_tokenize,
@@ -185,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in handlers:
         print(f"error: unknown command {command!r} (have: {', '.join(handlers)})", file=sys.stderr)
         return 2
+    if any(a in ("-h", "--help") for a in args) and command != "experiment":
+        print(command_help(command))
+        return 0
     try:
         handlers[command](args)
     except SidrecError as exc:

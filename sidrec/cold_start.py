@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from sidrec.config import RunConfig, load_config
 from sidrec.data.dataset import Dataset
 from sidrec.data.loaders import iter_json_lines
 from sidrec.errors import ArtifactError, DataError
+from sidrec.io import fsync_path, make_temp_dir
 from sidrec.tokenize.sid_table import SIDTable
 
 CATALOG_FILES = ("items.jsonl", "embeddings.npy", "sid_table.npz")
@@ -85,6 +86,7 @@ def normalise_items(new_items: list[dict], dataset: Dataset) -> list[dict]:
     for n, item in enumerate(new_items):
         if not isinstance(item, dict):
             raise DataError(f"new item {n}: expected an object, got {type(item).__name__}")
+        check_item_value(item, f"new item {n}")
         raw = item.get("item_id")
         if raw is None or isinstance(raw, bool) or not isinstance(raw, (str, int)) or not str(raw).strip():
             raise DataError(f"new item {n}: needs an item_id (a non-empty string or integer)")
@@ -97,6 +99,39 @@ def normalise_items(new_items: list[dict], dataset: Dataset) -> list[dict]:
             seen.add(ident)
         out.append({**item, "item_id": str(raw)})
     return out
+
+
+MAX_DEPTH = 8  # nesting of lists/objects in an item field (categories are lists of lists)
+
+
+def check_item_value(value, where: str, max_chars: int | None = None, depth: int = 0) -> None:
+    """Item fields hold JSON text, finite numbers, booleans, null, and lists/objects of those: a
+    lone surrogate cannot be written as UTF-8 and NaN is not JSON, so both would fail mid-write.
+    ``max_chars`` bounds every text (the HTTP service's max_field_chars)."""
+    if depth > MAX_DEPTH:
+        raise DataError(f"{where}: nested more than {MAX_DEPTH} levels deep")
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DataError(f"{where}: text with an unpaired surrogate {value[exc.start]!r} "
+                            f"at position {exc.start}") from None
+        if max_chars is not None and len(value) > max_chars:
+            raise DataError(f"{where}: {len(value)} characters; at most {max_chars}")
+    elif isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise DataError(f"{where}: {value} is not a finite number")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_item_value(v, f"{where}[{i}]", max_chars, depth + 1)
+    elif isinstance(value, dict):
+        for key, v in value.items():
+            check_item_value(key, f"{where} (a field name)", max_chars, depth + 1)
+            check_item_value(v, f"{where}.{key}" if isinstance(key, str) and key.isprintable() else where, max_chars, depth + 1)
+    else:
+        raise DataError(f"{where}: unsupported value of type {type(value).__name__}")
 
 
 # --- embedding and codes ------------------------------------------------------------------------
@@ -140,15 +175,6 @@ def _rename(src: Path, dst: Path) -> None:
     os.replace(src, dst)
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _symlink_atomically(target: str, path: Path) -> None:
     tmp = path.parent / f".{path.name}.{os.getpid()}.lnk"
     with contextlib.suppress(FileNotFoundError):
@@ -179,7 +205,7 @@ def _convert_layout(run_dir: Path) -> None:
         # No pointer yet, so every catalog file is still a plain file: snapshot them afresh.
         gen0 = run_dir / "catalog.gen-0"
         shutil.rmtree(gen0, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".catalog.tmp-", dir=run_dir))
+        tmp = make_temp_dir(run_dir, ".catalog.tmp-")
         for name in CATALOG_FILES:
             try:
                 os.link(run_dir / name, tmp / name)
@@ -191,7 +217,7 @@ def _convert_layout(run_dir: Path) -> None:
         path = run_dir / name
         if not path.is_symlink():
             _symlink_atomically(f"{POINTER}/{name}", path)
-    _fsync_dir(run_dir)
+    fsync_path(run_dir)
 
 
 def _clean_leftovers(run_dir: Path, keep: set[str]) -> None:
@@ -218,18 +244,18 @@ def _locked(run_dir: Path):
 
 def _write_generation(run_dir: Path, generation: int, dataset: Dataset, embeddings: np.ndarray,
                       table: SIDTable, added: list[str]) -> Path:
-    tmp = Path(tempfile.mkdtemp(prefix=".catalog.tmp-", dir=run_dir))
-    with open(tmp / "items.jsonl", "w") as fh:
+    tmp = make_temp_dir(run_dir, ".catalog.tmp-")
+    with open(tmp / "items.jsonl", "w", encoding="utf-8") as fh:
         for item in dataset.items:
             fh.write(json.dumps(item, ensure_ascii=False) + "\n")
     with open(tmp / "embeddings.npy", "wb") as fh:
         np.save(fh, embeddings)
     table.save(tmp / "sid_table.npz")
     manifest = {"generation": generation, "num_items": dataset.num_items, "added_item_ids": added}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     for name in (*CATALOG_FILES, MANIFEST):
-        with open(tmp / name, "rb") as fh:
-            os.fsync(fh.fileno())
+        fsync_path(tmp / name)
+    fsync_path(tmp)
     final = run_dir / f"catalog.gen-{generation}"
     if final.exists():
         shutil.rmtree(final)
@@ -277,7 +303,7 @@ def add_items(run_dir: str | Path, new_items: list[dict], cfg: RunConfig | None 
         new_gen = _write_generation(run_dir, generation + 1, dataset, embeddings, table,
                                     [item["item_id"] for item in items])
         _symlink_atomically(new_gen.name, run_dir / POINTER)  # the commit point
-        _fsync_dir(run_dir)
+        fsync_path(run_dir)
         # Keep the previous generation (a reader may still be opening it) and generation 0.
         _clean_leftovers(run_dir, keep={f"catalog.gen-{g}" for g in (0, generation, generation + 1)})
     return AddResult(dataset, table, embeddings, added, generation + 1)

@@ -7,7 +7,10 @@ one hop. ``RunConfig`` is printed at start and saved as ``config.json`` in the r
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,29 +259,145 @@ def parse_seeds(value: str) -> list[int]:
     return seeds
 
 
-def build_config(overrides: list[str] | None = None, base: RunConfig | None = None) -> RunConfig:
-    """Default config, then the preset's overrides, then the command line's, in that order."""
-    cfg = base if base is not None else RunConfig()
-    return apply_overrides(cfg, overrides, PRESETS, cfg.preset)
+# Keys holding file system paths: a leading ``~`` is expanded (the shell does not expand it after
+# ``key=``, so ``data.path=~/amazon`` would otherwise name a folder called "~").
+PATH_KEYS = ("run_dir", "data.path", "encoder.cache_dir", "encoder.model")
 
 
-def _from_dict(cls, data: dict, where: str):
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
+def user_path(value: str) -> str:
+    return os.path.expanduser(value) if value.startswith("~") else value
+
+
+def build_config(overrides: list[str] | None = None, base=None, presets: dict | None = None,
+                 factory=RunConfig):
+    """Defaults (or ``base``, a resolved config such as a run's config.json), then the preset's
+    overrides, then a ``config=`` file's values, then the command line's, in that order.
+    ``presets`` and ``factory`` serve other config classes (the SASRec baseline's).
+
+    A preset is applied only when named on the command line or in the file: ``base`` already
+    holds the values its own preset produced, and re-applying it would undo later overrides."""
+    presets = PRESETS if presets is None else presets
+    pairs = parse_overrides(overrides or [])
+    files = [v for k, v in pairs if k == "config"]
+    data, source = ({}, "") if not files else (read_config_file(files[-1]), user_path(files[-1]))
+    preset = next((v for k, v in reversed(pairs) if k == "preset"), data.get("preset", ""))
+    if not isinstance(preset, str):
+        raise ConfigError(f"{source}: preset: expected a string, got {type(preset).__name__} {preset!r}")
+    cfg = base if base is not None else factory()
+    apply_overrides(cfg, [f"preset={preset}"] if preset else [], presets)
+    _merge(cfg, data, source)
+    cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in pairs if k not in ("config", "preset")], presets)
+    cfg.preset = preset or cfg.preset
+    for key in PATH_KEYS:
+        section, _, name = key.rpartition(".")
+        obj = getattr(cfg, section, None) if section else cfg
+        if obj is not None and hasattr(obj, name):
+            setattr(obj, name, user_path(getattr(obj, name)))
+    check_ks(cfg.eval.ks)
+    return cfg
+
+
+def check_ks(value: str) -> list[int]:
+    try:
+        ks = [int(k) for k in value.split(",") if k.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise ConfigError(f"eval.ks={value!r}: expected positive integers separated by commas (e.g. 5,10)")
+    return ks
+
+
+def _check_type(value, typ, where: str):
+    """A file's value as the field's type: YAML/JSON give real types, so no string parsing here."""
+    ok = (isinstance(value, bool) if typ is bool else
+          isinstance(value, int) and not isinstance(value, bool) if typ is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float else
+          isinstance(value, typ))
+    if not ok:
+        raise ConfigError(f"{where}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    return float(value) if typ is float else value
+
+
+def _merge(obj, data, source: str, prefix: str = ""):
+    """Sets the fields of the dataclass ``obj`` named in ``data`` (nested mappings for sections)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'the top level'}: expected a mapping of config keys, "
+                          f"got {type(data).__name__}")
+    hints = typing.get_type_hints(type(obj))
     for name, value in data.items():
         if name not in hints:
-            raise ConfigError(f"{where}: unknown config key {name!r}")
+            raise ConfigError(f"{source}: unknown config key {prefix + str(name)!r} (have: {', '.join(hints)})")
         typ = hints[name]
-        kwargs[name] = _from_dict(typ, value, f"{where}.{name}") if dataclasses.is_dataclass(typ) else value
-    return cls(**kwargs)
+        if dataclasses.is_dataclass(typ):
+            _merge(getattr(obj, name), value, source, f"{prefix}{name}.")
+        else:
+            setattr(obj, name, _check_type(value, typ, f"{source}: {prefix}{name}"))
+    return obj
+
+
+def _from_dict(cls, data: dict, source: str):
+    return _merge(cls(), data, source)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A JSON or YAML (.yaml/.yml) config file: a mapping, sections as nested mappings."""
+    path = Path(user_path(str(path)))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: unreadable config file ({exc})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}: not valid YAML{at} ({getattr(exc, 'problem', None) or exc})") from None
+        data = {} if data is None else data
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level: expected a mapping of config keys, got {type(data).__name__}")
+    return data
 
 
 def load_config(path: str | Path) -> RunConfig:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return _from_dict(RunConfig, data, str(path))
+    """A saved or hand-written config file (JSON or YAML), every value type-checked; fields it does
+    not name keep their defaults."""
+    return _from_dict(RunConfig, read_config_file(path), str(path))
+
+
+def field_comments(cls) -> dict[str, str]:
+    """Field name -> its comment in the class source (the comment lines above it, then the one at
+    the end of its line), so ``--help`` shows what the source documents."""
+    comments, pending = {}, []
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped[1:].strip())
+            continue
+        match = re.match(r"\s+(\w+)\s*:[^#]*?(?:#\s*(.*))?$", line)
+        if match and not stripped.startswith(("def ", "@", '"')):
+            comments[match[1]] = " ".join(pending + ([match[2]] if match[2] else []))
+        pending = []
+    return comments
+
+
+def describe_keys(cls, prefix: str = "") -> list[str]:
+    """``  key=default  comment`` for every field of a config dataclass, sections flattened."""
+    hints, comments, lines = typing.get_type_hints(cls), field_comments(cls), []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            lines += describe_keys(hints[f.name], f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = f"{prefix}{f.name}={default if default != '' else repr('')}"
+        lines.append(f"  {shown:<34} {comments.get(f.name, '')}".rstrip())
+    return lines

@@ -6,6 +6,7 @@ Histories are given by external item ids (the dataset's ``item_id`` or the ASIN)
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -44,6 +45,18 @@ def _reserve_slots(ranked: list[tuple[int, float]], new: list[tuple[int, float]]
     taken.update(i for i, _ in extra)
     chosen = chosen + extra + [(i, s) for i, s in ranked[k - reserved:] if i not in taken]
     return sorted(chosen[:k], key=lambda pair: -pair[1])
+
+
+def check_model_overrides(model_cfg, trained: dict, source: str) -> None:
+    """model.* is fixed by the model file; only model.max_history may be lowered (the model then
+    reads fewer items; more than it was trained with would index positions it never learned)."""
+    for name, value in dataclasses.asdict(model_cfg).items():
+        was = trained.get(name, value)
+        if name == "max_history" and 1 <= value <= was:
+            continue
+        if value != was:
+            hint = f"at most {was}" if name == "max_history" else "model.* is fixed when the model is trained"
+            raise ConfigError(f"model.{name}={value!r}: {source} was trained with {was!r} ({hint})")
 
 
 class Recommender:
@@ -97,6 +110,7 @@ class Recommender:
             cfg = build_config(list(overrides), base=cfg)
         dataset, sid_table, embeddings = load_catalog(run_dir)
         model, meta = load_model_file(run_dir / "model.pt")
+        check_model_overrides(cfg.model, meta["model_config"], str(run_dir / "model.pt"))
         check_meta(meta, sid_table.sids, SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens),
                    str(run_dir / "model.pt"))
         return cls(cfg, dataset, sid_table, model, device, run_dir, embeddings, meta.get("num_items"))

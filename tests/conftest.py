@@ -1,8 +1,13 @@
 import json
 import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+# hypothesis keeps its files out of the working tree
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "sidrec-hypothesis"))
 
 TINY = ["preset=tiny", "data.format=p5", "data.name=tiny", "train.max_steps=12", "train.val_every=6"]
 
@@ -28,6 +33,18 @@ def write_tiny_p5(directory, num_users=60, num_items=40, seed=0):
             seq = rng.choice(pool, size=rng.integers(4, 9), replace=True)
             fh.write(" ".join(map(str, [u, *seq])) + "\n")
     return directory
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_writes_into_the_working_tree():
+    """Tests write under tmp_path only: a new entry in the repository root fails the session."""
+    before = set(os.listdir(REPO))
+    yield
+    new = set(os.listdir(REPO)) - before - {".pytest_cache"}
+    assert not new, f"tests wrote into the working tree: {sorted(new)}"
 
 
 @pytest.fixture

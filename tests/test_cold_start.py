@@ -7,6 +7,7 @@ one round trip uses the run's real encoder."""
 import json
 import os
 import shutil
+import stat
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 
 from sidrec import cold_start
 from sidrec.cli import main
-from sidrec.cold_start import add_items, current_generation, load_catalog
+from sidrec.cold_start import add_items, current_generation, load_catalog, normalise_items
 from sidrec.config import load_config
 from sidrec.data.text import item_texts
 from sidrec.errors import DataError
@@ -124,6 +125,11 @@ def test_cli_add_items_and_its_errors(run_copy, fake_encoder, tmp_path, capsys):
     assert main(["add-items", f"run_dir={run_copy}", f"items={path}"]) == 0
     assert "added 1 items" in capsys.readouterr().out
     assert_consistent(run_copy, dataset.num_items + 1, SIDTableOf(run_copy))
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in (run_copy / "catalog.gen-1", run_copy / "catalog.gen-1" / "items.jsonl"):
+        full = 0o777 if written.is_dir() else 0o666
+        assert stat.S_IMODE(written.stat().st_mode) == full & ~umask, written  # a service account can read it
 
     # Again: the id is now taken; nothing changes.
     assert main(["add-items", f"run_dir={run_copy}", f"items={path}"]) == 2
@@ -136,6 +142,21 @@ def test_cli_add_items_and_its_errors(run_copy, fake_encoder, tmp_path, capsys):
     assert "no text" in capsys.readouterr().err
     assert main(["add-items", f"run_dir={run_copy}"]) == 2
     assert current_generation(run_copy) == 1
+
+
+@pytest.mark.parametrize("item, fragment", [
+    ({"item_id": "a\ud800b", "title": "x"}, "new item 0.item_id: text with an unpaired surrogate '\\ud800' at position 1"),
+    ({"item_id": "a", "title": "x\udfff"}, "new item 0.title: text with an unpaired surrogate"),
+    ({"item_id": "a", "price": float("nan")}, "new item 0.price: nan is not a finite number"),
+    ({"item_id": "a", "categories": [["x", float("inf")]]}, "new item 0.categories[0][1]: inf"),
+    ({"item_id": "a", "title": b"x"}, "unsupported value of type bytes"),
+], ids=["surrogate id", "surrogate title", "nan", "inf in a list", "bytes"])
+def test_new_items_must_hold_writable_json(finished_run, item, fragment):
+    from sidrec.data.dataset import Dataset
+
+    with pytest.raises(DataError) as info:
+        normalise_items([item], Dataset.load(finished_run))
+    assert fragment in str(info.value)
 
 
 def SIDTableOf(run_dir):

@@ -57,7 +57,7 @@ def test_load_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="not valid JSON"):
         load_config(bad)
     bad.write_text(json.dumps({"model": {"layers": 3}}))
-    with pytest.raises(ConfigError, match="unknown config key 'layers'"):
+    with pytest.raises(ConfigError, match="unknown config key 'model.layers'"):
         load_config(bad)
 
 
@@ -70,3 +70,58 @@ def test_seeds_parse_as_count_or_list():
         parse_seeds("x")
     with pytest.raises(ConfigError, match="no seeds to run"):
         parse_seeds("0")
+
+
+def test_config_file_is_the_base_and_the_command_line_wins(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("preset: tiny\nmodel:\n  d_model: 48\n  num_layers: 3\ntrain:\n  lr: 1\n  sliding_window: false\n")
+    cfg = build_config([f"config={path}", "model.num_layers=2"])
+    assert cfg.preset == "tiny" and cfg.train.max_steps == int(PRESETS["tiny"]["train.max_steps"])
+    assert cfg.model.d_model == 48  # the file wins over its preset
+    assert cfg.model.num_layers == 2  # the command line wins over the file
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float) and cfg.train.sliding_window is False
+    json_path = tmp_path / "exp.json"
+    json_path.write_text(json.dumps({"model": {"d_model": 48}}))
+    assert build_config([f"config={json_path}"]).model.d_model == 48
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("model:\n  num_layers: '4'\n", "exp.yaml: model.num_layers: expected int, got str '4'"),
+    ("train:\n  lr: true\n", "train.lr: expected float, got bool True"),
+    ("train:\n  sliding_window: 1\n", "expected bool, got int 1"),
+    ("data:\n  path: 3\n", "data.path: expected str"),
+    ("model: 3\n", "model: expected a mapping"),
+    ("- a\n- b\n", "the top level: expected a mapping of config keys, got list"),
+    ("model:\n  layers: 3\n", "unknown config key 'model.layers'"),
+    ("model: [\n", "not valid YAML at line"),
+    ("preset: 3\n", "preset: expected a string"),
+], ids=["str for int", "bool for float", "int for bool", "int for str", "section not a mapping", "a list",
+        "unknown key", "bad YAML", "preset not a string"])
+def test_config_files_are_type_checked(tmp_path, text, fragment):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        build_config([f"config={path}"])
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="config file not found"):
+        build_config([f"config={tmp_path / 'nope.yaml'}"])
+
+
+def test_paths_expand_the_home_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = build_config(["data.path=~/amazon", "run_dir=~/runs/a", "encoder.model=all-MiniLM-L6-v2"])
+    assert cfg.data.path == str(tmp_path / "amazon") and cfg.run_dir == str(tmp_path / "runs/a")
+    assert cfg.encoder.model == "all-MiniLM-L6-v2"
+    (tmp_path / "c.yaml").write_text("model:\n  d_model: 40\n")
+    assert build_config(["config=~/c.yaml"]).model.d_model == 40
+
+
+def test_a_resolved_base_is_not_reset_by_its_preset():
+    base = build_config(["preset=tiny", "model.max_history=8"])
+    again = build_config(["decode.num_beams=20"], base=base)
+    assert again.model.max_history == 8 and again.decode.num_beams == 20
+
+
+def test_malformed_eval_ks_is_one_line():
+    with pytest.raises(ConfigError, match="eval.ks='5,x'"):
+        build_config(["eval.ks=5,x"])

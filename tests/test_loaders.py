@@ -431,3 +431,59 @@ def test_table_bad_paths_and_parquet_rows(tmp_path):
     with raises_one_line(DataError, "i.parquet: row 2", "empty item_id"):
         load_table(tmp_path / "i.parquet", "toy")
 
+
+
+# --- encodings ----------------------------------------------------------------------------------------
+def add_bom(directory: Path) -> None:
+    """Prefixes every file with the UTF-8 byte-order mark some Windows editors write."""
+    for path in directory.iterdir():
+        if path.suffix == ".gz":
+            path.write_bytes(gzip.compress(b"\xef\xbb\xbf" + gzip.decompress(path.read_bytes())))
+        else:
+            path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+
+def write_p5_dir(directory: Path) -> DataConfig:
+    write_lines(directory / "sequences.txt", ["1 3 1 2", "2 2 3 1 3"])
+    write_lines(directory / "items.jsonl", [json.dumps({"item_id": i, "title": f"t{i}"}) for i in (1, 2, 3)])
+    return DataConfig(format="p5", path=str(directory), name="toy")
+
+
+def write_amazon_dir(directory: Path) -> DataConfig:
+    write_amazon_2014(directory)
+    return DataConfig(format="amazon_raw", path=str(directory), name="beauty", min_interactions=3)
+
+
+def write_recbole_dir(directory: Path) -> DataConfig:
+    write_recbole(directory, RECBOLE_INTER, RECBOLE_ITEMS)
+    return DataConfig(format="recbole", path=str(directory), name="toy")
+
+
+def write_csv_dir(directory: Path) -> DataConfig:
+    INTERACTIONS.to_csv(directory / "interactions.csv", index=False)
+    ITEMS.to_csv(directory / "items.csv", index=False)
+    return DataConfig(format="table", path=str(directory), name="toy")
+
+
+@pytest.mark.parametrize("write", [write_p5_dir, write_amazon_dir, write_recbole_dir, write_csv_dir],
+                         ids=["p5", "amazon_raw", "recbole", "table"])
+def test_a_byte_order_mark_is_accepted_in_every_format(tmp_path, write):
+    plain, marked = tmp_path / "plain", tmp_path / "bom"
+    plain.mkdir()
+    marked.mkdir()
+    expected = load_dataset(write(plain))
+    cfg = write(marked)
+    add_bom(marked)
+    ds = load_dataset(cfg)
+    assert (ds.user_ids, ds.items, sequences(ds)) == (expected.user_ids, expected.items, sequences(expected))
+
+
+def test_undecodable_or_truncated_p5_files_are_one_line_naming_file_and_line(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_bytes(b"1 2 3 4\n2 5 6 7\n3 \xff\xfe 8\n")
+    with raises_one_line(DataError, "seq.txt:3", "unreadable"):
+        load_p5(path, "toy")
+    gz = tmp_path / "sequences.txt.gz"
+    gz.write_bytes(gzip.compress(("".join(f"{u} 1 2 3\n" for u in range(1, 2000))).encode())[:-20])
+    with raises_one_line(DataError, "sequences.txt.gz:", "unreadable"):
+        load_p5(tmp_path, "toy")

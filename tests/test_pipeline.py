@@ -31,6 +31,8 @@ def test_run_writes_every_artifact_and_metrics(finished_run, capsys):
     assert config["train"]["max_steps"] == 12 and config["data"]["name"] == "tiny"
     # no temp files left behind by atomic writes
     assert not list(finished_run.glob(".*.tmp"))
+    log = (finished_run / "run.log").read_text()
+    assert "INFO sidrec: sidrec " in log and '"max_steps": 12' in log and "test metrics" in log
 
 
 def test_evaluate_reproduces_the_run_and_accepts_decode_overrides(finished_run, capsys):
@@ -75,7 +77,8 @@ def test_corrupted_model_file_is_one_clear_error(finished_run, tmp_path, capsys)
     assert len(err) == 1 and "model.pt" in err[0] and "corrupted" in err[0]
 
 
-def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # without run_dir the run directory goes under ./runs
     assert main(["run", "preset=tiny", "data.format=p5", f"data.path={tmp_path / 'nowhere'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nowhere" in err[0]
@@ -122,3 +125,22 @@ def test_rerun_with_another_tokenizer_in_the_same_run_dir_is_refused(finished_ru
     assert "tokenizer.kind='rkmeans', not 'rvq'" in err and str(run_dir) in err
     # the same config (and a different decode setting, which makes no artifact) is fine
     assert main(["tokenize", *TINY, data, f"run_dir={run_dir}", "decode.num_beams=20"]) == 0
+
+
+def test_help_version_and_malformed_values(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("sidrec ")
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "model.max_history=20" in out and "last N items of the history" in out and "config=" in out
+    assert main(["serve", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "max_queue=1024" in out and "api_key=''" in out and "decode.num_beams=10" in out
+    for args, fragment in [(["run", "seeds=2", "parallel=x"], "parallel='x'"),
+                           (["run", "eval.ks=5,a"], "eval.ks='5,a'"),
+                           (["evaluate", "run_dir=r", "stage=train"], "stage='train'"),
+                           (["serve", "run_dir=r", "max_queue=many"], "max_queue='many'")]:
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0], err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -53,3 +53,15 @@ def test_empty_history_falls_back_to_popular_items(rec):
     batch = rec.recommend_many([[], ["1", "2"]], k=4)
     assert [r.index for r in batch[0]] == [r.index for r in out]
     assert all(not math.isnan(r.score) for r in batch[1])
+
+
+def test_model_overrides_the_model_file_cannot_honour_are_refused(finished_run):
+    from sidrec.errors import ConfigError
+
+    trained = Recommender.load(finished_run).cfg.model.max_history
+    with pytest.raises(ConfigError, match=f"model.max_history={trained + 1}: .*model.pt was trained with {trained}"):
+        Recommender.load(finished_run, overrides=[f"model.max_history={trained + 1}"])
+    with pytest.raises(ConfigError, match="model.d_model=7: .*fixed when the model is trained"):
+        Recommender.load(finished_run, overrides=["model.d_model=7"])
+    shorter = Recommender.load(finished_run, overrides=[f"model.max_history={trained - 1}"])
+    assert len(shorter.recommend(["1", "2", "3", "4", "5", "6"], k=3)) == 3

@@ -1,13 +1,16 @@
 """The HTTP service through a real uvicorn process on 127.0.0.1: start, query, stop."""
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -16,6 +19,9 @@ import pytest
 from sidrec.recommender import Recommender
 
 MAX_HISTORY_LEN = 50
+MAX_BODY = 100_000
+MAX_FIELD = 500
+KEY = "test-key-0123"
 START_TIMEOUT_S = 90
 
 
@@ -31,10 +37,11 @@ def server(finished_run, tmp_path_factory):
     run_dir = root / "run"
     shutil.copytree(finished_run, run_dir, symlinks=True)
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIDREC_CACHE_DIR": str(root / "cache")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "SIDREC_CACHE_DIR": str(root / "cache"), "SIDREC_API_KEY": KEY}
     log = open(root / "server.log", "w")
     cmd = [sys.executable, "-m", "sidrec.cli", "serve", f"run_dir={run_dir}", f"port={port}",
-           "max_wait_ms=30", f"max_history_len={MAX_HISTORY_LEN}", "max_k=100"]
+           "max_wait_ms=30", f"max_history_len={MAX_HISTORY_LEN}", "max_k=100", "max_beams=120",
+           f"max_body_bytes={MAX_BODY}", f"max_field_chars={MAX_FIELD}", "max_new_items=5"]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -50,7 +57,8 @@ def server(finished_run, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"server did not start in {START_TIMEOUT_S} s")
             time.sleep(0.2)
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": KEY}) as client:
+            client.run_dir = run_dir
             yield client
     finally:
         proc.terminate()
@@ -72,8 +80,12 @@ def ids(items):
 
 
 def test_health_and_openapi(server):
-    health = server.get("/health").json()
+    response = server.get("/health")
+    health = response.json()
     assert health["status"] == "ok" and health["num_items"] >= 40
+    # nothing about the file system or the key
+    assert str(server.run_dir.parent) not in response.text and "api_key" not in response.text
+    assert "test-key" not in response.text
     spec = server.get("/openapi.json").json()
     assert {"/recommend", "/items", "/items/{item_id}", "/health"} <= set(spec["paths"])
     assert server.get("/docs").status_code == 200
@@ -151,6 +163,29 @@ BAD = [
     ("new item without id", "POST", "/items", {"items": [{"title": "x"}]}, 422, "needs an item_id"),
     ("new item id taken", "POST", "/items", {"items": [{"item_id": "1", "title": "x"}]}, 409, "already in the catalog"),
     ("new item without text", "POST", "/items", {"items": [{"item_id": "t-1"}]}, 422, "no text"),
+    # hostile input
+    ("history item a lone surrogate", "POST", "/recommend", b'{"history": ["\\ud800"]}', 422, "valid string"),
+    ("exclusion a lone surrogate", "POST", "/recommend", b'{"history": ["1"], "exclude": ["a\\udfff"]}', 422,
+     "exclude.0"),
+    ("field name a lone surrogate", "POST", "/recommend", b'{"history": ["1"], "\\ud800": 1}', 422, "valid string"),
+    ("new item title a lone surrogate", "POST", "/items", b'{"items": [{"item_id": "s-1", "title": "a\\udc00"}]}',
+     422, "new item 0.title: text with an unpaired surrogate"),
+    ("new item id a lone surrogate", "POST", "/items", b'{"items": [{"item_id": "\\ud800x", "title": "a"}]}', 422,
+     "new item 0.item_id"),
+    ("new item NaN price", "POST", "/items", b'{"items": [{"item_id": "n-1", "title": "a", "price": NaN}]}', 422,
+     "not a finite number"),
+    ("new item field too long", "POST", "/items", {"items": [{"item_id": "l-1", "title": "x" * (MAX_FIELD + 1)}]},
+     422, f"at most {MAX_FIELD}"),
+    ("new item nested too deep", "POST", "/items", {"items": [{"item_id": "d-1", "title": "x",
+                                                             "categories": [[[[[[[[[["x"]]]]]]]]]]}]}, 422, "nested"),
+    ("too many new items", "POST", "/items", {"items": [{"item_id": f"m-{i}", "title": "x"} for i in range(6)]}, 422,
+     "at most 5"),
+    ("body over the limit", "POST", "/recommend", b'{"history": ["1"], "k": 3' + b" " * MAX_BODY + b"}", 413,
+     f"max_body_bytes={MAX_BODY}"),
+    ("beam wider than max_beams", "POST", "/recommend",
+     {"history": ["1"], "k": 100, "exclude": [str(i) for i in range(2, 23)]}, 422, "at most max_beams=120"),
+    ("huge integer id", "POST", "/recommend", b'{"history": [1' + b"0" * 40 + b"]}", 422, "history.0"),
+    ("very long id", "POST", "/recommend", {"history": ["x" * 300]}, 422, "at most 256 characters"),
 ]
 
 
@@ -165,6 +200,17 @@ def test_bad_requests_get_a_clear_4xx(server, case):
         response = server.request(method, path, json=body)
     assert response.status_code == status, response.text
     assert message in response.json()["detail"], response.text
+
+
+def test_writes_need_the_api_key_and_reads_do_not(server):
+    url = str(server.base_url)
+    new = {"items": [{"item_id": "auth-1", "title": "x"}]}
+    response = httpx.post(f"{url}/items", json=new)
+    assert response.status_code == 401 and "API key" in response.json()["detail"]
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert httpx.post(f"{url}/items", json=new, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert httpx.post(f"{url}/recommend", json={"history": ["1"], "k": 2}).status_code == 200
+    assert httpx.get(f"{url}/items/1").status_code == 200
 
 
 def test_cold_start_item_is_recommendable_at_once(server, local):
@@ -192,3 +238,125 @@ def test_serving_imports_no_training_code():
             "print(json.dumps(bad))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+# --- generated requests: whatever arrives, the answer is never a 5xx ---------------------------------
+def _strategies():
+    from hypothesis import strategies as st
+
+    # any code point, lone surrogates included (hypothesis leaves them out by default)
+    text = st.text(st.characters(exclude_categories=()), max_size=12)
+    scalars = st.none() | st.booleans() | st.integers() | st.floats() | text
+    values = st.recursive(scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(text, c, max_size=3),
+                          max_leaves=8)
+    ids = st.sampled_from(["1", "5", 7, "B000000003", "nope"]) | scalars
+    k = st.integers(-3, 130) | values
+    recommend = st.fixed_dictionaries({}, optional={
+        "history": st.lists(ids, max_size=6) | values, "histories": st.lists(st.lists(ids, max_size=3), max_size=3),
+        "k": k, "user_id": ids, "user_ids": st.lists(ids, max_size=3), "exclude": st.lists(ids, max_size=4),
+        "excludes": st.lists(st.lists(ids, max_size=2), max_size=3), "extra\ud800": values})
+    # new items whose ids are taken or not ids at all: validated, never written
+    item = st.fixed_dictionaries({"item_id": st.sampled_from(["1", "2", 3]) | st.none() | st.floats() | values},
+                                 optional={"title": text | values, "price": values, "categories": values, "extra": values})
+    add = st.fixed_dictionaries({"items": st.lists(item, min_size=1, max_size=3)}) | values
+
+    def body(strategy):
+        return strategy.map(lambda v: json.dumps(v).encode())  # ASCII JSON: surrogates as \\ud800, NaN as NaN
+
+    path_id = text.map(lambda t: quote(t.encode("utf-8", "surrogatepass"), safe=""))
+    return st.one_of(
+        st.tuples(st.just("POST"), st.just("/recommend"), body(recommend) | st.binary(max_size=40)),
+        st.tuples(st.just("POST"), st.just("/items"), body(add)),
+        st.tuples(st.just("GET"), path_id.map(lambda i: f"/items/{i}"), st.none()),
+        st.tuples(st.just("GET"), st.tuples(st.sampled_from(["1", "nope"]) | path_id, k.map(str)).map(
+            lambda p: f"/items/{p[0]}/similar?k={quote(p[1], safe='')}"), st.none()),
+    )
+
+
+def test_generated_requests_never_get_a_5xx(server):
+    from hypothesis import HealthCheck, example, given, settings
+
+    seen = set()
+
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(_strategies())
+    @example(("POST", "/recommend", b'{"history": ["1"], "k": 3}'))
+    @example(("POST", "/recommend", b'{"history": ["1"], "k": 0}'))
+    def check(request):
+        method, path, content = request
+        response = server.request(method, path, content=content, headers={"content-type": "application/json"})
+        assert response.status_code < 500, (request, response.text)
+        seen.add(response.status_code)
+
+    check()
+    assert {200, 422} <= seen  # a 200 proves the service was answering, not failing everything
+
+
+# --- overload ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def in_process_server(rec, settings):
+    """The app on a loopback port in a thread of this process, so a test can hold the model back."""
+    import uvicorn
+
+    from sidrec.serve import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(rec, settings), host="127.0.0.1", port=free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, "server start")
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def wait_for(condition, what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not reached in {timeout_s} s")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def held_model(local, monkeypatch):
+    """``local`` whose beam searches wait until the returned event is set."""
+    gate, real = threading.Event(), local.recommend_many
+    monkeypatch.setattr(local, "recommend_many", lambda *a, **kw: (gate.wait(60), real(*a, **kw))[1])
+    yield gate
+    gate.set()
+
+
+def test_a_full_queue_answers_503_and_the_service_recovers(local, held_model):
+    from sidrec.serve import ServeSettings
+
+    settings = ServeSettings(max_batch=1, max_wait_ms=0, max_queue=2, threads=1)
+    with in_process_server(local, settings) as url, ThreadPoolExecutor(3) as pool:
+        def post():
+            return httpx.post(f"{url}/recommend", json={"history": ["1"], "k": 3}, timeout=60)
+
+        def batching():
+            return httpx.get(f"{url}/health").json()["batching"]
+
+        waiting = [pool.submit(post) for _ in range(3)]  # one at the model, two queued
+        wait_for(lambda: batching()["queued"] == 2 and batching()["batches"] == 1, "a full queue")
+        refused = post()
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "max_queue=2" in refused.json()["detail"]
+        held_model.set()
+        assert [f.result().status_code for f in waiting] == [200, 200, 200]
+        assert post().status_code == 200  # recovered
+        assert batching()["rejected"] == 1 and batching()["queued"] == 0
+
+
+def test_a_request_past_its_timeout_gets_503_and_is_dropped(local, held_model):
+    from sidrec.serve import ServeSettings
+
+    with in_process_server(local, ServeSettings(timeout_s=0.2, threads=1)) as url:
+        late = httpx.post(f"{url}/recommend", json={"history": ["1"], "k": 3}, timeout=60)
+        assert late.status_code == 503 and "timeout_s=0.2" in late.json()["detail"]
+        held_model.set()
+        assert httpx.post(f"{url}/recommend", json={"history": ["1"], "k": 3}, timeout=60).status_code == 200
+        assert httpx.get(f"{url}/health").json()["batching"]["timed_out"] == 1

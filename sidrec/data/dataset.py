@@ -98,7 +98,7 @@ class Dataset:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         with atomic_path(directory / "items.jsonl") as tmp:
-            with open(tmp, "w") as fh:
+            with open(tmp, "w", encoding="utf-8") as fh:
                 for item in self.items:
                     fh.write(json.dumps(item, ensure_ascii=False) + "\n")
         write_npz(
@@ -123,7 +123,7 @@ class Dataset:
         except Exception as exc:  # zip/pickle/key errors all mean the same thing to the user
             raise ArtifactError(f"{seq_path}: unreadable dataset artifact ({exc})") from None
         items = []
-        with open(items_path) as fh:
+        with open(items_path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 try:
                     items.append(json.loads(line))

@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
-import io
 import json
 from importlib import resources
 from pathlib import Path
@@ -25,23 +25,24 @@ from sidrec.errors import ConfigError, DataError
 BUNDLED = ("beauty",)
 
 
-def open_text(path: Path):
-    """Text handle for plain or .gz files."""
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a plain or gzipped text file; read failures name the file and line."""
+    """(line number, line) of a plain or gzipped UTF-8 file; a leading byte-order mark (Windows
+    editors) is dropped. Lines are decoded one by one, so a bad byte or a truncated gzip is
+    reported at its own line, in one message naming the file."""
     lineno = 0
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                yield lineno, line
+        with opener(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]
+                yield lineno, raw.decode("utf-8")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:  # truncated gzip, binary junk, bad encoding
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: unreadable: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                        f"at column {exc.start + 1})") from None
+    except (OSError, EOFError) as exc:  # truncated gzip, binary junk
         raise DataError(f"{path}:{lineno + 1}: unreadable ({' '.join(str(exc).split())})") from None
 
 
@@ -82,21 +83,20 @@ def read_p5_sequences(path: Path) -> tuple[list[str], list[list[str]]]:
     """``user item item ...`` per line, items in chronological order; ids must be integers."""
     users, sequences = [], []
     first_line: dict[str, int] = {}
-    with open_text(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            for tok in tokens:
-                if not tok.isdigit():
-                    raise DataError(f"{path}:{lineno}: id {tok!r} is not a non-negative integer")
-            if len(tokens) < 2:
-                raise DataError(f"{path}:{lineno}: user {tokens[0]!r} has no items")
-            if tokens[0] in first_line:
-                raise DataError(f"{path}:{lineno}: user {tokens[0]!r} already appeared on line {first_line[tokens[0]]}")
-            first_line[tokens[0]] = lineno
-            users.append(tokens[0])
-            sequences.append(tokens[1:])
+    for lineno, line in read_lines(path):
+        tokens = line.split()
+        if not tokens:
+            continue
+        for tok in tokens:
+            if not tok.isdigit():
+                raise DataError(f"{path}:{lineno}: id {tok!r} is not a non-negative integer")
+        if len(tokens) < 2:
+            raise DataError(f"{path}:{lineno}: user {tokens[0]!r} has no items")
+        if tokens[0] in first_line:
+            raise DataError(f"{path}:{lineno}: user {tokens[0]!r} already appeared on line {first_line[tokens[0]]}")
+        first_line[tokens[0]] = lineno
+        users.append(tokens[0])
+        sequences.append(tokens[1:])
     if not users:
         raise DataError(f"{path}: empty sequence file")
     return users, sequences

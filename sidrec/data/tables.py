@@ -149,7 +149,7 @@ def read_frame(path: Path) -> pd.DataFrame:
     try:
         if suffixes.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
             sep = "\t" if ".tsv" in suffixes else ","
-            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding="utf-8-sig")
         if suffixes.endswith(".parquet"):
             return pd.read_parquet(path)
     except FileNotFoundError:
