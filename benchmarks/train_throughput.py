@@ -14,13 +14,27 @@ tokens are real, and sidrec's packing skips the rest; HF T5 computes over the pa
 
 Prints a table per setting and, last, ``train_speedup_vs_hf: <ours / HF samples per second>`` for
 full histories (the conservative case).
+
+    python benchmarks/train_throughput.py --epoch [--run-dir runs/...]
+
+times training as the pipeline runs it on CPU: the bundled Beauty sliding-window samples in
+length-bucketed batches (shuffled pools sorted by history length), bf16 autocast where the CPU has
+native bf16, fused Adam, gradient clipping. The timed batches are a uniform random draw from one
+epoch's batches, so the figure is the epoch's length mix, not one length. HF T5 is timed twice: as
+it is usually fed (random batches padded to their longest history, fp32), and on the very batches
+ours gets with the same bf16 autocast. SIDs come from ``--run-dir``'s SID table, else random codes
+of the same shape (speed depends on shapes only). Closing lines ``train_speedup_vs_hf: <ours / HF
+padded fp32>`` and ``train_samples_per_s: <ours>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -144,6 +158,90 @@ def measure(args, history: str, vocab_size: int) -> list[float]:
     return rates
 
 
+def beauty_batches(args, rng: np.random.Generator):
+    """(tokenizer batcher, bucketed epoch batches, random epoch batches) over the Beauty training samples."""
+    from sidrec.batching import TokenBatcher
+    from sidrec.train.data import ShardedBatchSampler, SampleBatches, history_lengths
+    from sidrec.vocab import SIDVocab
+
+    samples = training_samples(load_bundled("beauty"), max_history=args.items)
+    if args.run_dir:
+        from sidrec.tokenize.sid_table import SIDTable
+
+        sids = SIDTable.load(f"{args.run_dir}/sid_table.npz").sids
+        vocab = SIDVocab(tuple(int(s) for s in sids.max(axis=0) + 1))
+    else:  # 3 levels of --codes codes + a de-dup digit, as Beauty gets from RK-Means 3x256
+        num_items = int(samples.histories.max()) + 1
+        sizes = (args.codes,) * (args.levels - 1) + (18,)
+        sids = np.stack([rng.integers(0, size, num_items) for size in sizes], axis=1)
+        vocab = SIDVocab(sizes)
+    batcher = TokenBatcher(vocab.sid_to_tokens(sids), vocab)
+    data = SampleBatches(samples)
+    bucketed = ShardedBatchSampler(len(samples), args.batch_size, True, 0, lengths=history_lengths(samples))
+    random = ShardedBatchSampler(len(samples), args.batch_size, True, 0)
+    return batcher, vocab, [data[b] for b in bucketed], [data[b] for b in random]
+
+
+def epoch_mode(args) -> None:
+    import torch.nn.functional as F
+
+    from sidrec.train.fit import cpu_has_bf16
+
+    rng = np.random.default_rng(0)
+    batcher, vocab, bucketed, random = beauty_batches(args, rng)
+    bf16 = cpu_has_bf16()
+    source_len = args.items * vocab.num_levels
+    (ours_name, (ours, _)), (hf_name, (hf, _)) = build_models(vocab.size, source_len, vocab.num_levels, args.dropout).items()
+    draw = rng.choice(len(bucketed), size=min(args.epoch_batches, len(bucketed)), replace=False)
+    print(f"Beauty epoch: {len(bucketed)} bucketed batches of {args.batch_size}; timing {len(draw)} drawn at random "
+          f"(HF: {args.hf_batches}), {args.threads} threads, bf16 autocast: {'yes' if bf16 else 'no (CPU lacks bf16)'}")
+
+    def run(model, batches, step, use_bf16: bool) -> tuple[float, float]:
+        optimizer = torch.optim.Adam(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY, fused=True)
+        model.train()
+        autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+        step(model, optimizer, batches[0], autocast)  # warm-up
+        samples, start = 0, time.perf_counter()
+        for batch in batches[1:]:
+            loss = step(model, optimizer, batch, autocast)
+            samples += len(batch["targets"])
+        return samples / (time.perf_counter() - start), loss
+
+    def ours_train_step(model, optimizer, batch, autocast) -> float:
+        input_ids, mask = batcher.inputs(batch["histories"])
+        decoder_input_ids, labels = batcher.targets(batch["targets"])
+        with autocast():
+            logits, _ = model(input_ids, mask, decoder_input_ids)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=PAD)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return loss.item()
+
+    def hf_train_step(model, optimizer, batch, autocast) -> float:
+        input_ids, mask = batcher.inputs(batch["histories"])  # padded to the batch's longest history
+        with autocast():
+            loss = model(input_ids=input_ids, attention_mask=mask.long(), labels=batcher.sid_tokens[batch["targets"]]).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        return loss.item()
+
+    timed = [bucketed[i] for i in draw]
+    ours_rate, _ = run(ours, timed, ours_train_step, bf16)
+    hf_padded, _ = run(hf, random[: args.hf_batches + 1], hf_train_step, False)
+    hf_same, _ = run(hf, timed[: args.hf_batches + 1], hf_train_step, bf16)
+    print(f"{'model, batches':<44} {'samples/s':>10}")
+    print(f"{ours_name + ', bucketed' + (' bf16' if bf16 else ' fp32'):<44} {ours_rate:>10.1f}")
+    print(f"{hf_name + ', random padded fp32':<44} {hf_padded:>10.1f}")
+    print(f"{hf_name + ', same bucketed' + (' bf16' if bf16 else ' fp32'):<44} {hf_same:>10.1f}")
+    print(f"speedup vs HF on the same batches: {ours_rate / hf_same:.2f}x")
+    print(f"train_speedup_vs_hf: {ours_rate / hf_padded:.2f}")
+    print(f"train_samples_per_s: {ours_rate:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="full histories only, 1 warm-up + 3 timed steps (<= 60 s)")
@@ -155,11 +253,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=6, help="timed steps per model")
+    parser.add_argument("--epoch", action="store_true", help="real Beauty batches as training sees them (see above)")
+    parser.add_argument("--epoch-batches", type=int, default=64, help="--epoch: batches of ours timed")
+    parser.add_argument("--hf-batches", type=int, default=12, help="--epoch: batches of HF timed per setting")
+    parser.add_argument("--run-dir", default="", help="--epoch: take the SID table of this run")
     args = parser.parse_args()
     if args.quick:
         args.warmup, args.steps = 1, 3
 
     torch.set_num_threads(args.threads)
+    if args.epoch:
+        epoch_mode(args)
+        return
     vocab_size = 2 + args.levels * args.codes  # PAD, BOS, then one token range per level
     print(
         f"training steps on CPU: batch {args.batch_size}, source {args.items * args.levels} tokens, "

@@ -118,7 +118,8 @@ def cmd_run(args: list[str]) -> None:
     seeds, parallel, args = _split_seeds(args)
     cfg = build_config(args)
     if cfg.preset and cfg.preset != "paper":
-        print(f"NOTE: preset={cfg.preset} is a reduced configuration ({PRESETS[cfg.preset]}); "
+        choices = "\n".join(f"  {key}={value}" for key, value in PRESETS[cfg.preset].items())
+        print(f"NOTE: preset={cfg.preset} differs from the paper's configuration in:\n{choices}\n"
               "`sidrec train preset=paper` runs the paper's full configuration (meant for a GPU).")
     if seeds is None:
         _run_logged(cfg)
@@ -253,7 +254,7 @@ def command_help(command: str) -> str:
         if command in ("evaluate", "add-items", "serve"):
             lines.append("config keys (on top of the run's config.json):")
         else:
-            lines.append("config keys (config=file.yaml|json as the base, then key=value; preset=paper|cpu|tiny):")
+            lines.append("config keys (config=file.yaml|json as the base, then key=value; preset=paper|cpu|cpu-full|tiny):")
         lines += describe_keys(RunConfig)
     elif command == "sasrec":
         from sidrec.baselines import SASRecRunConfig

@@ -81,7 +81,8 @@ def get_study(name: str, encoders: str = "all-MiniLM-L6-v2", codes_divisor: int 
     if name == "architecture":
         return Study(name, 5, "architecture", [
             Row("encoder_decoder", "Enc-Dec", ["model.arch=encoder_decoder"], "Enc-Dec"),
-            Row("decoder_only", "Dec-only", ["model.arch=decoder_only"], "Dec-only"),
+            # from_start: presets may number encoder positions from the end, which a causal stack cannot.
+            Row("decoder_only", "Dec-only", ["model.arch=decoder_only", "model.positions=from_start"], "Dec-only"),
             Row("moe", "Enc-Dec + MoE (4 experts, top-2; extra)", ["model.arch=encoder_decoder", "model.num_experts=4"],
                 None),
         ])

@@ -15,7 +15,8 @@ from sidrec.config import RunConfig
 from sidrec.data.split import Samples
 from sidrec.evaluate.runner import Ranker
 from sidrec.train.data import batch_loader
-from sidrec.train.module import GenerativeRecommender
+from sidrec.errors import ConfigError
+from sidrec.train.module import LR_SCHEDULES, GenerativeRecommender
 
 
 def cpu_has_bf16() -> bool:
@@ -57,7 +58,10 @@ class FitResult:
 def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, train: Samples, valid: Samples,
         meta: dict) -> FitResult:
     """Lightning fit; on return ``model`` holds the weights of the best validation checkpoint."""
+    if cfg.train.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule={cfg.train.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
     module = GenerativeRecommender(model, ranker, cfg, meta)
+    module.num_train_samples = len(train)
     accelerator = cfg.train.accelerator
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
@@ -71,7 +75,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
         precision=precision, max_steps=cfg.train.max_steps, max_epochs=-1,
         val_check_interval=cfg.train.val_every, check_val_every_n_epoch=None,
         num_sanity_val_steps=0, logger=_loggers(cfg, run_dir), use_distributed_sampler=False,
-        default_root_dir=run_dir, gradient_clip_val=cfg.train.grad_clip or None, log_every_n_steps=min(50, cfg.train.val_every), enable_model_summary=False,
+        default_root_dir=run_dir, log_every_n_steps=min(50, cfg.train.val_every), enable_model_summary=False,
     )
     if cfg.train.max_minutes > 0:
         trainer_kwargs["max_time"] = timedelta(minutes=cfg.train.max_minutes)
@@ -89,7 +93,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
         np.save(run_dir / f"train_sample_ids_rank{trainer.global_rank}.npy", torch.cat(module.seen_sample_ids).numpy())
     best = checkpoint.best_model_path or ""
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     score = checkpoint.best_model_score
     return FitResult(best, float(score) if score is not None else float("nan"), int(trainer.global_step),

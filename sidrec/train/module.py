@@ -17,6 +17,9 @@ from sidrec.evaluate.runner import Ranker
 from sidrec.vocab import PAD
 
 
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
 def lr_factor(schedule: str, warmup_steps: int, step: int, progress: float) -> float:
     """Multiplier of the peak learning rate. ``progress`` in [0, 1] is the share of the run done
     (steps or wall-clock, whichever is further), so a time-capped run still ends annealed."""
@@ -29,7 +32,7 @@ def lr_factor(schedule: str, warmup_steps: int, step: int, progress: float) -> f
     elif schedule == "linear":
         decay = 1.0 - progress
     else:
-        raise ValueError(f"unknown lr_schedule {schedule!r} (constant | cosine | linear)")
+        raise ValueError(f"unknown lr_schedule {schedule!r} ({' | '.join(LR_SCHEDULES)})")
     return warmup * decay
 
 
@@ -42,7 +45,8 @@ class GenerativeRecommender(L.LightningModule):
         self._ranked: list[np.ndarray] = []
         self._targets: list[np.ndarray] = []
         self.seen_sample_ids: list[torch.Tensor] = []
-        self._train_start = 0.0
+        self._train_start = time.monotonic()
+        self.num_train_samples = 1  # set by fit()
 
     def on_fit_start(self) -> None:
         self.ranker.to(self.device)
@@ -91,6 +95,11 @@ class GenerativeRecommender(L.LightningModule):
             self.seen_sample_ids.append(batch["sample_ids"].cpu())
         return loss
 
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # Here, not Lightning's gradient_clip_val: its mixed-precision plugin refuses fused optimizers.
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+
     def validation_step(self, batch, batch_idx):
         rng = np.random.default_rng((self.cfg.seed, self.global_step, len(self._ranked)))
         ranked, _ = self.ranker.rank(self.model, batch["histories"], batch["users"], max(self.ks), rng)
@@ -108,6 +117,10 @@ class GenerativeRecommender(L.LightningModule):
             count, sums = self.trainer.strategy.reduce(count, reduce_op="sum"), self.trainer.strategy.reduce(sums, reduce_op="sum")
         for name, value in zip(sorted(metrics), (sums / count).tolist()):
             self.log(f"val/{name}", value, prog_bar=name.endswith("@10"), sync_dist=False)
+        # For learning curves per CPU-minute and per epoch (validation time included in the minutes).
+        self.log("val/train_minutes", (time.monotonic() - self._train_start) / 60, sync_dist=False)
+        self.log("val/epochs", self.global_step * self.cfg.train.batch_size * self.trainer.world_size
+                 / self.num_train_samples, sync_dist=False)
 
     def configure_optimizers(self):
         # fused: one pass per parameter instead of ~8 elementwise kernels (Adam was ~10% of a CPU step).
