@@ -32,6 +32,13 @@ from sidrec.io import write_json, write_npy, write_text
 from sidrec.vocab import SIDVocab
 
 RUN_DIR_ENV = "SIDREC_RUN_DIR"
+LAST_CHECKPOINT = "checkpoints/last.ckpt"  # written at every validation; a re-run resumes from it
+# Keys that say where or how fast an artifact is made, not what it is: they may differ on re-runs.
+REUSE_IGNORED = {
+    "encoder": {"device", "batch_size", "cache_dir"},
+    "tokenizer": {"device", "batch_size"},
+    "train": {"accelerator", "devices", "strategy", "num_workers", "loggers"},
+}
 
 
 def resolve_run_dir(cfg: RunConfig) -> Path:
@@ -47,23 +54,25 @@ def resolve_run_dir(cfg: RunConfig) -> Path:
 
 def check_reusable(cfg: RunConfig, run_dir: Path) -> None:
     """Artifacts are reused by file name, so a run directory must not mix configs: the sections
-    that produced them (data, encoder, tokenizer and the seed that fits the tokenizer) must match."""
+    that produced them (data, encoder, tokenizer and the seed that fits the tokenizer, and once a
+    model is trained or resumable, model and train) must match."""
     path = run_dir / "config.json"
     if not path.exists() or not (run_dir / "sequences.npz").exists():
         return
     previous, current = json.loads(path.read_text()), cfg.to_dict()
     sections = ["data", "encoder"] + (["tokenizer", "seed"] if (run_dir / "sid_table.npz").exists() else [])
-    ignored = {"device", "batch_size", "cache_dir"}  # where/how fast, not what
+    if (run_dir / "model.pt").exists() or (run_dir / LAST_CHECKPOINT).exists():
+        sections += ["model", "train"]  # config.json must keep describing the trained (or resumable) model
     for section in sections:
         old, new = previous.get(section), current[section]
         if isinstance(new, dict):
-            diff = sorted(k for k in new if k not in ignored and (old or {}).get(k) != new[k])
+            diff = sorted(k for k in new if k not in REUSE_IGNORED.get(section, ()) and (old or {}).get(k) != new[k])
             if diff:
                 k = diff[0]
                 raise ArtifactError(f"{run_dir}: holds artifacts made with {section}.{k}={(old or {}).get(k)!r}, "
                                     f"not {new[k]!r}; use a new run_dir (or delete the stale artifacts)")
         elif old != new:
-            raise ArtifactError(f"{run_dir}: holds SIDs fitted with {section}={old!r}, not {new!r}; use a new run_dir")
+            raise ArtifactError(f"{run_dir}: holds artifacts made with {section}={old!r}, not {new!r}; use a new run_dir")
 
 
 def save_config(cfg: RunConfig, run_dir: Path) -> None:
@@ -128,7 +137,7 @@ def tokenize(cfg: RunConfig, run_dir: Path, embeddings: np.ndarray, progress: bo
 
 def run(cfg: RunConfig, stages: str = "all") -> dict:
     """config -> seed -> data -> split -> embed -> tokenize -> model -> train -> evaluate."""
-    from sidrec.checkpoint import model_meta, save_model_file, source_length
+    from sidrec.checkpoint import check_meta, load_model_file, model_meta, save_model_file, source_length
     from sidrec.evaluate.runner import Ranker, evaluate
     from sidrec.models import build_model
     from sidrec.train.fit import fit, validation_subset
@@ -136,6 +145,9 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     run_dir = resolve_run_dir(cfg)
     print(cfg.to_json())
     check_reusable(cfg, run_dir)
+    if stages == "all" and cfg.eval.test and (run_dir / "metrics.json").exists() and (run_dir / "model.pt").exists():
+        print(f"{run_dir}: finished run, reusing its metrics.json (`sidrec evaluate` tests it again)")
+        return {"run_dir": str(run_dir), **load_metrics(run_dir)}
     save_config(cfg, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dataset = prepare(cfg, run_dir)
@@ -153,20 +165,31 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
         return {"run_dir": str(run_dir)}
 
     vocab = SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens)
-    model = build_model(cfg.model, vocab.size, source_length(cfg.model, vocab), vocab.num_levels)
-    meta = model_meta(cfg.model, vocab, sid_table.sids)
     ranker = Ranker(sid_table, vocab, cfg.decode)
-    start = time.perf_counter()
-    result = fit(cfg, run_dir, model, ranker, train, valid, meta)
-    if not result.is_global_zero:  # DDP: rank 0 tests and writes the artifacts
-        return {}
-    save_model_file(run_dir / "model.pt", model, meta)
+    model_path = run_dir / "model.pt"
+    if model_path.exists():  # trained before (e.g. killed while testing): test it, do not train again
+        print(f"{model_path}: trained model found, skipping training")
+        model, meta = load_model_file(model_path)
+        check_meta(meta, sid_table.sids, vocab, str(model_path))
+    else:
+        model = build_model(cfg.model, vocab.size, source_length(cfg.model, vocab), vocab.num_levels)
+        meta = model_meta(cfg.model, vocab, sid_table.sids)
+        start = time.perf_counter()
+        result = fit(cfg, run_dir, model, ranker, train, valid, meta, resume_from=run_dir / LAST_CHECKPOINT)
+        if not result.is_global_zero:  # DDP: rank 0 tests and writes the artifacts
+            return {}
+        meta["training"] = {"best_val": result.best_score, "steps": result.steps, "train_samples": len(train),
+                            "train_minutes": round((time.perf_counter() - start) / 60, 2)}
+        save_model_file(model_path, model, meta)
+    training = meta.get("training", {})  # absent in model files of older versions
     if not cfg.eval.test:
-        return {"run_dir": str(run_dir), "best_val": result.best_score, "steps": result.steps}
+        return {"run_dir": str(run_dir), **training}
     device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
+    start = time.perf_counter()
     metrics = evaluate(model.to(device), ranker.to(device), test, cfg.ks(), cfg.decode.batch_size, cfg.seed, desc="test")
-    metrics.update(best_val=result.best_score, steps=result.steps, train_samples=len(train), seed=cfg.seed,
-                   minutes=round((time.perf_counter() - start) / 60, 2))
+    test_minutes = round((time.perf_counter() - start) / 60, 2)
+    metrics.update(**training, seed=cfg.seed, test_minutes=test_minutes,
+                   minutes=round(training.get("train_minutes", 0.0) + test_minutes, 2))  # train + test
     write_json(run_dir / "metrics.json", metrics)
     return {"run_dir": str(run_dir), **metrics}
 

@@ -144,3 +144,51 @@ def test_help_version_and_malformed_values(capsys, monkeypatch, tmp_path):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and fragment in err[0], err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_killed_training_resumes_to_the_result_of_an_uninterrupted_run(tiny_p5, tmp_path):
+    """SIGKILL a real training process after its first validation, run the same command again: it
+    resumes from checkpoints/last.ckpt (mid-epoch: 8 steps of a 10-batch epoch) and ends with the
+    same best model and test metrics as a run that was never interrupted."""
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "sidrec.cli", "run", *TINY, f"data.path={tiny_p5}", "train.max_steps=120",
+            "train.val_every=8", "train.batch_size=24", "train.lr_schedule=cosine", "train.warmup_steps=5",
+            "model.dropout=0.2", "train.patience=100"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+    def run(run_dir):
+        proc = subprocess.run(args + [f"run_dir={run_dir}"], capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    run(tmp_path / "whole")
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args + [f"run_dir={killed}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (killed / "checkpoints" / "last.ckpt").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "model.pt").exists(), "the run finished before it could be killed"
+    out = run(killed)
+    assert "resuming training from" in out
+
+    whole, _ = load_model_file(tmp_path / "whole" / "model.pt")
+    resumed, _ = load_model_file(killed / "model.pt")
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "whole", killed)]
+    assert {k: v for k, v in metrics[0].items() if "@" in k or k in ("steps", "best_val")} == \
+           {k: v for k, v in metrics[1].items() if "@" in k or k in ("steps", "best_val")}
+    # A finished run is not trained or tested again
+    assert "finished run, reusing its metrics.json" in run(killed)
+
+
+def test_config_json_is_not_rewritten_to_disagree_with_a_trained_model(finished_run, capsys):
+    before = (finished_run / "config.json").read_text()
+    data = finished_run.parent / "data"
+    assert main(["run", *TINY, f"data.path={data}", f"run_dir={finished_run}", "model.d_model=48"]) == 2
+    assert "model.d_model=32, not 48" in capsys.readouterr().err
+    assert (finished_run / "config.json").read_text() == before

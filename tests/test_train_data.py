@@ -80,3 +80,14 @@ def test_bucketed_loader_uses_history_lengths():
     for batch in loader:
         lengths = (batch["histories"] >= 0).sum(dim=1)
         assert lengths.min() == lengths.max()  # one pool: pairs of equal length
+
+
+def test_resumed_sampler_continues_the_interrupted_epoch():
+    lengths = np.arange(50) % 5
+    whole = bucketed(50, 4, lengths, pool=2)
+    batches = list(whole) + list(whole)  # two epochs
+    resumed = bucketed(50, 4, lengths, pool=2)
+    resumed.resume_at(len(resumed) + 3)  # 3 batches into the second epoch
+    rest = list(resumed)
+    assert len(rest) == len(resumed) - 3
+    assert all(np.array_equal(a, b) for a, b in zip(rest, batches[len(resumed) + 3 :]))

@@ -77,16 +77,19 @@ class Ranker:
 
 def rank_samples(model, ranker: Ranker, samples: Samples, k: int, batch_size: int, seed: int,
                  progress: bool = True, desc: str = "ranking") -> np.ndarray:
+    """Ranked items per sample, in the samples' order. Batches are formed over the samples sorted by
+    history length, so a batch carries little padding (the models' outputs do not depend on it)."""
     rng = np.random.default_rng(seed)
-    ranked = []
+    order = np.argsort((samples.histories >= 0).sum(axis=1), kind="stable")
+    ranked = np.zeros((len(samples), k), dtype=np.int64)
     was_training = model.training
     model.eval()
     for start in tqdm(range(0, len(samples), batch_size), desc=desc, disable=not progress, leave=False):
-        sl = slice(start, start + batch_size)
-        ranked.append(ranker.rank(model, torch.from_numpy(samples.histories[sl]),
-                                  torch.from_numpy(samples.users[sl]), k, rng)[0])
+        rows = order[start : start + batch_size]
+        ranked[rows] = ranker.rank(model, torch.from_numpy(samples.histories[rows]),
+                                   torch.from_numpy(samples.users[rows]), k, rng)[0]
     model.train(was_training)
-    return np.concatenate(ranked) if ranked else np.zeros((0, k), dtype=np.int64)
+    return ranked
 
 
 def evaluate(model, ranker: Ranker, samples: Samples, ks: list[int], batch_size: int, seed: int,

@@ -32,9 +32,15 @@ class ShardedBatchSampler(Sampler[np.ndarray]):
         self.drop_last = drop_last and lengths is None
         self.lengths, self.pool_batches = lengths, pool_batches
         self.epoch = 0
+        self.skip = 0  # batches of the next epoch already trained on (a resumed run)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, step: int) -> None:
+        """Continue after ``step`` training steps: the epoch's batches are drawn again from the same
+        seed, and the ones already trained on are skipped."""
+        self.epoch, self.skip = divmod(step, len(self))
 
     def _indices(self, rng: np.random.Generator) -> np.ndarray:
         order = rng.permutation(self.num_samples) if self.shuffle else np.arange(self.num_samples)
@@ -61,7 +67,8 @@ class ShardedBatchSampler(Sampler[np.ndarray]):
         return batches
 
     def __iter__(self):
-        yield from self._batches()
+        skip, self.skip = self.skip, 0
+        yield from self._batches()[skip:]
         self.epoch += 1
 
     def __len__(self) -> int:

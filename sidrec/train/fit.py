@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from sidrec.config import RunConfig
 from sidrec.data.split import Samples
 from sidrec.evaluate.runner import Ranker
-from sidrec.train.data import batch_loader
+from sidrec.train.data import batch_loader, history_lengths
 from sidrec.errors import ConfigError
 from sidrec.train.module import LR_SCHEDULES, GenerativeRecommender
 
@@ -55,9 +56,25 @@ class FitResult:
     is_global_zero: bool
 
 
+class AtomicCheckpoint(ModelCheckpoint):
+    """Writes each checkpoint to a temporary file and renames it into place, so a run killed while
+    saving keeps the previous ``last.ckpt`` / ``best.ckpt`` intact."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        partial = f"{filepath}.partial"
+        super()._save_checkpoint(trainer, partial)
+        if trainer.is_global_zero:
+            os.replace(partial, filepath)
+        self._last_checkpoint_saved = filepath
+
+
 def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, train: Samples, valid: Samples,
-        meta: dict) -> FitResult:
-    """Lightning fit; on return ``model`` holds the weights of the best validation checkpoint."""
+        meta: dict, resume_from: Path | None = None) -> FitResult:
+    """Lightning fit; on return ``model`` holds the weights of the best validation checkpoint.
+
+    A last checkpoint (model, optimizer, step, sampler position, dropout RNG, early-stopping and
+    best-checkpoint state, time spent) is kept at every validation; when ``resume_from`` exists,
+    training continues from it."""
     if cfg.train.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.lr_schedule={cfg.train.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
     module = GenerativeRecommender(model, ranker, cfg, meta)
@@ -79,16 +96,23 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
     )
     if cfg.train.max_minutes > 0:
         trainer_kwargs["max_time"] = timedelta(minutes=cfg.train.max_minutes)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{cfg.train.select_metric}",
-                                 mode="max", save_top_k=1, save_last=False, enable_version_counter=False)
+    checkpoint = AtomicCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{cfg.train.select_metric}",
+                                  mode="max", save_top_k=1, save_last=True, enable_version_counter=False)
     early_stop = EarlyStopping(monitor=f"val/{cfg.train.early_stop_metric}", mode="max", patience=cfg.train.patience,
                                check_on_train_epoch_end=False)
     trainer = L.Trainer(callbacks=[checkpoint, early_stop], **trainer_kwargs)
     rank, world = trainer.global_rank, trainer.world_size
-    trainer.fit(module,
-                train_dataloaders=batch_loader(train, cfg.train.batch_size, True, cfg.seed, rank, world, True,
-                                               cfg.train.num_workers, bucketed=cfg.train.bucketed),
-                val_dataloaders=batch_loader(valid, cfg.decode.batch_size, False, cfg.seed, rank, world, False))
+    train_loader = batch_loader(train, cfg.train.batch_size, True, cfg.seed, rank, world, True, cfg.train.num_workers,
+                                bucketed=cfg.train.bucketed)
+    module.train_sampler = train_loader.sampler
+    resume = resume_from if resume_from is not None and resume_from.exists() else None
+    if resume is not None:
+        print(f"resuming training from {resume} (step {torch.load(resume, map_location='cpu', weights_only=True)['global_step']})")
+    trainer.fit(module, train_dataloaders=train_loader,
+                # Sorted by history length: little padding per batch (the metrics are means over users).
+                val_dataloaders=batch_loader(valid.subset(np.argsort(history_lengths(valid), kind="stable")),
+                                             cfg.decode.batch_size, False, cfg.seed, rank, world, False),
+                ckpt_path=str(resume) if resume is not None else None)
     if cfg.train.record_sample_ids and module.seen_sample_ids:
         np.save(run_dir / f"train_sample_ids_rank{trainer.global_rank}.npy", torch.cat(module.seen_sample_ids).numpy())
     best = checkpoint.best_model_path or ""

@@ -46,13 +46,12 @@ class GenerativeRecommender(L.LightningModule):
         self._targets: list[np.ndarray] = []
         self.seen_sample_ids: list[torch.Tensor] = []
         self._train_start = time.monotonic()
+        self._resume_state: dict | None = None
         self.num_train_samples = 1  # set by fit()
+        self.train_sampler = None  # set by fit(): repositioned when training resumes from a checkpoint
 
     def on_fit_start(self) -> None:
         self.ranker.to(self.device)
-
-    def on_train_start(self) -> None:
-        self._train_start = time.monotonic()
 
     def progress(self) -> float:
         t = self.cfg.train
@@ -129,3 +128,19 @@ class GenerativeRecommender(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sidrec"] = self.artifact_meta
+        # What Lightning does not keep, so a resumed run continues exactly: the dropout RNG and the
+        # training time already spent (the LR schedule of a time-capped run depends on it).
+        checkpoint["sidrec_resume"] = {"torch_rng": torch.get_rng_state(),
+                                       "train_seconds": time.monotonic() - self._train_start}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resume_state = checkpoint.get("sidrec_resume")
+        if self.train_sampler is not None:
+            self.train_sampler.resume_at(checkpoint["global_step"])
+
+    def on_train_start(self) -> None:
+        self._train_start = time.monotonic()
+        if self._resume_state is not None:
+            self._train_start -= self._resume_state["train_seconds"]
+            torch.set_rng_state(self._resume_state["torch_rng"])
+            self._resume_state = None
