@@ -107,7 +107,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
     module.train_sampler = train_loader.sampler
     resume = resume_from if resume_from is not None and resume_from.exists() else None
     if resume is not None:
-        print(f"resuming training from {resume} (step {torch.load(resume, map_location='cpu', weights_only=True)['global_step']})")
+        print(f"resuming training from {resume}")
     trainer.fit(module, train_dataloaders=train_loader,
                 # Sorted by history length: little padding per batch (the metrics are means over users).
                 val_dataloaders=batch_loader(valid.subset(np.argsort(history_lengths(valid), kind="stable")),

@@ -134,6 +134,7 @@ class GenerativeRecommender(L.LightningModule):
                                        "train_seconds": time.monotonic() - self._train_start}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        print(f"resuming at step {checkpoint['global_step']}")
         self._resume_state = checkpoint.get("sidrec_resume")
         if self.train_sampler is not None:
             self.train_sampler.resume_at(checkpoint["global_step"])
