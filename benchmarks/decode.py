@@ -10,6 +10,11 @@ history of 5..20 items (up to 80 SID tokens). We report users/s at batch 256 and
 of users whose top-10 item lists are identical under both searches.
 
     python benchmarks/decode.py [--quick] [--threads N] [--device cuda]
+    python benchmarks/decode.py --run-dir runs/<finished run> --threads 2
+
+With ``--run-dir``: the trained model of that run over ALL its test users, as the pipeline decodes
+them (batches of 256 over users sorted by history length) and in the users' own order, with the
+share of users whose top-10 lists agree; ends with ``decode_users_per_s: <sorted>``.
 
 Ends with the line ``decode_speedup_vs_hf: <x>`` (users/s ratio at batch 256, ours (T5) / HF).
 
@@ -142,8 +147,40 @@ def users_per_second(recommend_fn, input_ids, attention_mask, batch_size):
     return len(input_ids) / (time.perf_counter() - start), torch.cat(items)
 
 
+def run_dir_mode(run_dir: str, batch_size: int = 256) -> None:
+    """Users/s of a finished run's model over its whole test split, length-sorted vs caller order."""
+    from sidrec.checkpoint import load_model_file
+    from sidrec.config import load_config
+    from sidrec.data.dataset import Dataset
+    from sidrec.data.split import evaluation_samples
+    from sidrec.evaluate.runner import Ranker, rank_samples
+    from sidrec.tokenize.sid_table import SIDTable
+
+    cfg = load_config(f"{run_dir}/config.json")
+    sid_table = SIDTable.load(f"{run_dir}/sid_table.npz")
+    model, _ = load_model_file(f"{run_dir}/model.pt")
+    test = evaluation_samples(Dataset.load(run_dir), cfg.model.max_history, "test")
+    ranker = Ranker(sid_table, SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens), cfg.decode)
+    start = time.perf_counter()
+    ranked_sorted = rank_samples(model, ranker, test, TOP_K, batch_size, cfg.seed, progress=False)
+    sorted_rate = len(test) / (time.perf_counter() - start)
+    rng, ranked = np.random.default_rng(cfg.seed), []
+    start = time.perf_counter()
+    for first in range(0, len(test), batch_size):
+        rows = slice(first, first + batch_size)
+        ranked.append(ranker.rank(model, torch.from_numpy(test.histories[rows]), torch.from_numpy(test.users[rows]),
+                                  TOP_K, rng)[0])
+    plain_rate = len(test) / (time.perf_counter() - start)
+    same = float((ranked_sorted == np.concatenate(ranked)).all(axis=1).mean())
+    print(f"{run_dir}: {len(test)} test users, batch {batch_size}, {torch.get_num_threads()} threads")
+    print(f"length-sorted batches {sorted_rate:.0f} users/s, users' own order {plain_rate:.0f} users/s, "
+          f"identical top-{TOP_K}: {same:.2%}")
+    print(f"decode_users_per_s: {sorted_rate:.0f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", default="", help="time a finished run's model on its test users (see above)")
     parser.add_argument("--quick", action="store_true", help="one batch of 256 users, 10 single users (<= 60 s)")
     parser.add_argument("--device", default="cpu")
     # One thread by default: on a shared machine more threads than free cores make torch's thread pool
@@ -153,6 +190,9 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.run_dir:
+        run_dir_mode(args.run_dir)
+        return
     users_batched, users_single = (256, 10) if args.quick else (1024, 50)
     device = torch.device(args.device)
     rng = np.random.default_rng(args.seed)
