@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from transformers import T5Config, T5ForConditionalGeneration
 
 from sidrec.data.loaders import load_bundled
-from sidrec.data.split import PAD_ITEM, training_samples
+from sidrec.data.split import training_samples
 from sidrec.models import EncoderDecoder, EncoderDecoderConfig
 from sidrec.vocab import BOS, PAD
 
@@ -53,8 +53,7 @@ def history_lengths(kind: str, num: int, items: int, gen: torch.Generator) -> to
     samples of the bundled Amazon Beauty data (mostly short: about a third of the tokens are real)."""
     if kind == "full":
         return torch.full((num,), items)
-    histories = training_samples(load_bundled("beauty"), max_history=items).histories
-    lengths = torch.from_numpy((histories != PAD_ITEM).sum(axis=1))
+    lengths = torch.from_numpy(training_samples(load_bundled("beauty"), max_history=items).history_lengths())
     return lengths[torch.randint(len(lengths), (num,), generator=gen)]
 
 
@@ -161,7 +160,7 @@ def measure(args, history: str, vocab_size: int) -> list[float]:
 def beauty_batches(args, rng: np.random.Generator):
     """(tokenizer batcher, bucketed epoch batches, random epoch batches) over the Beauty training samples."""
     from sidrec.batching import TokenBatcher
-    from sidrec.train.data import ShardedBatchSampler, SampleBatches, history_lengths
+    from sidrec.train.data import ShardedBatchSampler, SampleBatches
     from sidrec.vocab import SIDVocab
 
     samples = training_samples(load_bundled("beauty"), max_history=args.items)
@@ -177,7 +176,7 @@ def beauty_batches(args, rng: np.random.Generator):
         vocab = SIDVocab(sizes)
     batcher = TokenBatcher(vocab.sid_to_tokens(sids), vocab)
     data = SampleBatches(samples)
-    bucketed = ShardedBatchSampler(len(samples), args.batch_size, True, 0, lengths=history_lengths(samples))
+    bucketed = ShardedBatchSampler(len(samples), args.batch_size, True, 0, lengths=samples.history_lengths())
     random = ShardedBatchSampler(len(samples), args.batch_size, True, 0)
     return batcher, vocab, [data[b] for b in bucketed], [data[b] for b in random]
 

@@ -26,6 +26,10 @@ class Samples:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def history_lengths(self) -> np.ndarray:
+        """Real (non-padding) items per history."""
+        return (self.histories != PAD_ITEM).sum(axis=1)
+
     def subset(self, index: np.ndarray) -> "Samples":
         return Samples(self.users[index], self.histories[index], self.targets[index])
 

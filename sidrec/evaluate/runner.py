@@ -80,7 +80,7 @@ def rank_samples(model, ranker: Ranker, samples: Samples, k: int, batch_size: in
     """Ranked items per sample, in the samples' order. Batches are formed over the samples sorted by
     history length, so a batch carries little padding (the models' outputs do not depend on it)."""
     rng = np.random.default_rng(seed)
-    order = np.argsort((samples.histories >= 0).sum(axis=1), kind="stable")
+    order = np.argsort(samples.history_lengths(), kind="stable")
     ranked = np.zeros((len(samples), k), dtype=np.int64)
     was_training = model.training
     model.eval()

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from sidrec.data.split import PAD_ITEM, Samples
+from sidrec.data.split import Samples
 
 
 class ShardedBatchSampler(Sampler[np.ndarray]):
@@ -97,13 +97,9 @@ class SampleBatches(torch.utils.data.Dataset):
                 "sample_ids": self.index[idx]}
 
 
-def history_lengths(samples: Samples) -> np.ndarray:
-    return (samples.histories != PAD_ITEM).sum(axis=1)
-
-
 def batch_loader(samples: Samples, batch_size: int, shuffle: bool, seed: int, rank: int, world_size: int,
                  drop_last: bool, num_workers: int = 0, bucketed: bool = False) -> DataLoader:
-    lengths = history_lengths(samples) if bucketed else None
+    lengths = samples.history_lengths() if bucketed else None
     sampler = ShardedBatchSampler(len(samples), batch_size, shuffle, seed, rank, world_size, drop_last, lengths)
     # batch_size=None: the sampler already yields whole batches.
     return DataLoader(SampleBatches(samples), sampler=sampler, batch_size=None, num_workers=num_workers,

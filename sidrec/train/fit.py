@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from sidrec.config import RunConfig
 from sidrec.data.split import Samples
 from sidrec.evaluate.runner import Ranker
-from sidrec.train.data import batch_loader, history_lengths
+from sidrec.train.data import batch_loader
 from sidrec.errors import ConfigError
 from sidrec.train.module import LR_SCHEDULES, GenerativeRecommender
 
@@ -28,9 +28,7 @@ def cpu_has_bf16() -> bool:
 def resolve_precision(setting: str, accelerator: str) -> str:
     if setting != "auto":
         return setting
-    if accelerator == "gpu":
-        return "bf16-mixed"
-    if cpu_has_bf16():
+    if accelerator == "gpu" or cpu_has_bf16():
         return "bf16-mixed"
     print("precision: this CPU has no native bf16, training in fp32 (32-true)")
     return "32-true"
@@ -110,7 +108,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
         print(f"resuming training from {resume}")
     trainer.fit(module, train_dataloaders=train_loader,
                 # Sorted by history length: little padding per batch (the metrics are means over users).
-                val_dataloaders=batch_loader(valid.subset(np.argsort(history_lengths(valid), kind="stable")),
+                val_dataloaders=batch_loader(valid.subset(np.argsort(valid.history_lengths(), kind="stable")),
                                              cfg.decode.batch_size, False, cfg.seed, rank, world, False),
                 ckpt_path=str(resume) if resume is not None else None)
     if cfg.train.record_sample_ids and module.seen_sample_ids:
