@@ -43,7 +43,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from sidrec.data.loaders import load_bundled
 from sidrec.data.split import training_samples
 from sidrec.models import EncoderDecoder, EncoderDecoderConfig
-from sidrec.vocab import BOS, PAD
+from sidrec.tokenize.vocab import BOS, PAD
 
 LR, WEIGHT_DECAY = 5e-4, 1e-6
 
@@ -159,9 +159,9 @@ def measure(args, history: str, vocab_size: int) -> list[float]:
 
 def beauty_batches(args, rng: np.random.Generator):
     """(tokenizer batcher, bucketed epoch batches, random epoch batches) over the Beauty training samples."""
-    from sidrec.batching import TokenBatcher
+    from sidrec.tokenize.batching import TokenBatcher
     from sidrec.train.data import ShardedBatchSampler, SampleBatches
-    from sidrec.vocab import SIDVocab
+    from sidrec.tokenize.vocab import SIDVocab
 
     samples = training_samples(load_bundled("beauty"), max_history=args.items)
     if args.run_dir:

@@ -5,7 +5,8 @@ Commands:
   train      same as run
   prepare    load the dataset into the run directory and print its statistics
   tokenize   prepare -> embed -> tokenize, print the SID diagnostics
-  evaluate   re-evaluate a finished run: ``sidrec evaluate run_dir=runs/... [decode.num_beams=20 ...]``
+  evaluate   re-evaluate a finished run: ``sidrec evaluate run_dir=runs/... [stage=valid] [predictions=p.jsonl] [decode.num_beams=20 ...]``
+  predict    batch predictions: ``sidrec predict run_dir=runs/... out=predictions.jsonl [split=test|valid | users=histories.jsonl] [k=10]``
   serve      HTTP service over a finished run: ``sidrec serve run_dir=runs/... [port=8000 max_batch=64 ...]``
   add-items  cold start: ``sidrec add-items run_dir=runs/... items=new_items.jsonl`` (no retraining)
   sasrec     SASRec baseline, same split and metrics: ``sidrec sasrec [seeds=3] [sasrec.dropout=0.5 ...]``
@@ -160,32 +161,52 @@ def cmd_tokenize(args: list[str]) -> None:
         _report(f"run directory: {result['run_dir']}")
 
 
+def _open_run(pairs: dict, command: str):
+    """The ``run_dir=`` of ``pairs`` opened with the remaining ``key=value`` pairs as config overrides."""
+    from sidrec.run import RunDir
+
+    if "run_dir" not in pairs:
+        raise ConfigError(f"sidrec {command} needs run_dir=<a finished run directory>")
+    run_dir = user_path(pairs.pop("run_dir"))
+    return RunDir(run_dir, [f"{k}={v}" for k, v in pairs.items()])
+
+
 def cmd_evaluate(args: list[str]) -> None:
-    from sidrec.checkpoint import check_meta, load_model_file
-    from sidrec.data.dataset import Dataset
-    from sidrec.data.split import evaluation_samples
-    from sidrec.evaluate.runner import Ranker, evaluate
-    from sidrec.pipeline import format_metrics
-    from sidrec.tokenize.sid_table import SIDTable
-    from sidrec.vocab import SIDVocab
+    from sidrec.pipeline import evaluate_run, format_metrics
+    from sidrec.run import SPLITS
 
     pairs = dict(parse_overrides(args))
-    if "run_dir" not in pairs:
-        raise ConfigError("sidrec evaluate needs run_dir=<a finished run directory>")
-    run_dir = Path(user_path(pairs.pop("run_dir")))
     stage = pairs.pop("stage", "test")
-    if stage not in ("valid", "test"):
+    if stage not in SPLITS:
         raise ConfigError(f"stage={stage!r}: expected valid or test")
-    cfg = build_config([f"{k}={v}" for k, v in pairs.items()], base=load_config(run_dir / "config.json"))
-    dataset = Dataset.load(run_dir)
-    sid_table = SIDTable.load(run_dir / "sid_table.npz")
-    model, meta = load_model_file(run_dir / "model.pt")
-    vocab = SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens)
-    check_meta(meta, sid_table.sids, vocab, str(run_dir / "model.pt"))
-    samples = evaluation_samples(dataset, cfg.model.max_history, stage)
-    metrics = evaluate(model, Ranker(sid_table, vocab, cfg.decode), samples, cfg.ks(), cfg.decode.batch_size,
-                       cfg.seed, desc=stage)
-    print(format_metrics(metrics, title=f"{stage} metrics ({run_dir})"))
+    predictions = pairs.pop("predictions", None)
+    run = _open_run(pairs, "evaluate")
+    metrics = evaluate_run(run, stage, user_path(predictions) if predictions else None)
+    print(format_metrics(metrics, title=f"{stage} metrics ({run.path})"))
+    if predictions:
+        print(f"predictions: {predictions}")
+
+
+def cmd_predict(args: list[str]) -> None:
+    from sidrec.pipeline import evaluate_run, format_metrics, predict_run
+    from sidrec.run import check_split
+
+    pairs = dict(parse_overrides(args))
+    if "out" not in pairs:
+        raise ConfigError("sidrec predict needs out=<predictions .jsonl>")
+    out = user_path(pairs.pop("out"))
+    users, split, k = pairs.pop("users", None), check_split(pairs.pop("split", "test")), pairs.pop("k", None)
+    run = _open_run(pairs, "predict")
+    if users is not None:
+        k = _int_arg("k", k or "10", 1)
+        count = predict_run(run, out, user_path(users), k)
+        print(f"{out}: top-{k} items for {count} users of {users}")
+        return
+    if k is not None and _int_arg("k", k, 1) not in run.config.ks():  # lines hold max(eval.ks) items
+        run.config.eval.ks += f",{k}"
+    metrics = evaluate_run(run, split, out)
+    print(format_metrics(metrics, title=f"{split} metrics ({run.path})"))
+    print(f"{out}: top-{max(run.config.ks())} items for {len(run.samples(split))} {split} users")
 
 
 def cmd_sasrec(args: list[str]) -> None:
@@ -244,14 +265,14 @@ def command_help(command: str) -> str:
 
     lines = [line for line in __doc__.splitlines() if line.startswith(f"  {command} ")]
     lines.append("")
-    if command in ("run", "train", "prepare", "tokenize", "evaluate", "add-items", "serve"):
+    if command in ("run", "train", "prepare", "tokenize", "evaluate", "predict", "add-items", "serve"):
         if command in ("run", "train"):
             lines.append("seeds=N|a,b,c  run several seeds (summary.json with mean ± std); parallel=N  that many at once")
         if command == "serve":
             from sidrec.serve import main as serve_main, serve_keys
 
             lines += [serve_main.__doc__.strip(), "", "service keys:", *serve_keys(), ""]
-        if command in ("evaluate", "add-items", "serve"):
+        if command in ("evaluate", "predict", "add-items", "serve"):
             lines.append("config keys (on top of the run's config.json):")
         else:
             lines.append("config keys (config=file.yaml|json as the base, then key=value; preset=paper|cpu|cpu-full|tiny):")
@@ -274,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, args = argv[0], argv[1:]
     handlers = {"run": cmd_run, "train": cmd_run, "prepare": cmd_prepare, "tokenize": cmd_tokenize,
-                "evaluate": cmd_evaluate, "serve": cmd_serve, "add-items": cmd_add_items, "sasrec": cmd_sasrec,
+                "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "add-items": cmd_add_items, "sasrec": cmd_sasrec,
                 "experiment": cmd_experiment, "report": cmd_report}
     if command not in handlers:
         print(f"error: unknown command {command!r} (have: {', '.join(handlers)})", file=sys.stderr)

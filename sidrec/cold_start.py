@@ -41,11 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sidrec.config import RunConfig, load_config
+from sidrec.config import RunConfig
 from sidrec.data.dataset import Dataset
 from sidrec.data.loaders import iter_json_lines
 from sidrec.errors import ArtifactError, DataError
 from sidrec.io import fsync_path, make_temp_dir
+from sidrec.run import RunDir, load_catalog
 from sidrec.tokenize.sid_table import SIDTable
 
 CATALOG_FILES = ("items.jsonl", "embeddings.npy", "sid_table.npz")
@@ -263,22 +264,10 @@ def _write_generation(run_dir: Path, generation: int, dataset: Dataset, embeddin
     return final
 
 
-def load_catalog(run_dir: str | Path) -> tuple[Dataset, SIDTable, np.ndarray]:
-    """Dataset, SID table and embeddings of a run, checked to describe the same items."""
-    run_dir = Path(run_dir)
-    dataset = Dataset.load(run_dir)
-    table = SIDTable.load(run_dir / "sid_table.npz")
-    embeddings = np.load(run_dir / "embeddings.npy", mmap_mode="r")
-    if not (dataset.num_items == table.num_items == embeddings.shape[0]):
-        raise ArtifactError(f"{run_dir}: catalog files disagree: {dataset.num_items} items, "
-                            f"{table.num_items} SIDs, {embeddings.shape[0]} embeddings")
-    return dataset, table, embeddings
-
-
 def add_items(run_dir: str | Path, new_items: list[dict], cfg: RunConfig | None = None) -> AddResult:
     """Embeds, codes and appends ``new_items`` to the run's catalog; see the module docstring."""
     run_dir = Path(run_dir)
-    cfg = cfg or load_config(run_dir / "config.json")
+    cfg = cfg or RunDir(run_dir).config
     with _locked(run_dir):
         dataset, sid_table, old_embeddings = load_catalog(run_dir)
         items = normalise_items(new_items, dataset)

@@ -123,6 +123,9 @@ class DecodeConfig:
     # Share of the k slots kept for items added after training (add-items), filled by a second beam
     # search over their SIDs only (TIGER's epsilon): the model rarely ranks never-seen SIDs on its own.
     cold_start_share: float = 0.0
+    # Network precision at inference: fp32 | bf16 (autocast; beam scores still summed in fp32).
+    # bf16 is faster on CPUs with native bf16 but may reorder near-tied items (docs/results.md).
+    precision: str = "fp32"
 
 
 @dataclass
@@ -332,6 +335,8 @@ def build_config(overrides: list[str] | None = None, base=None, presets: dict | 
         if obj is not None and hasattr(obj, name):
             setattr(obj, name, user_path(getattr(obj, name)))
     check_ks(cfg.eval.ks)
+    if cfg.decode.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"decode.precision={cfg.decode.precision!r}: expected fp32 or bf16")
     return cfg
 
 

@@ -4,10 +4,11 @@
     embed     -> embeddings.npy, embeddings.json
     tokenize  -> tokenizer.pt, sid_table.npz, sid_diagnostics.json
     train     -> checkpoints/best.ckpt, logs/, model.pt
-    evaluate  -> metrics.json
+    evaluate  -> metrics.json (and predictions.jsonl on request)
 
 A stage whose artifact already exists (for the same config) is reused, so any stage can be re-run
-alone by deleting its artifact, and ``sidrec evaluate`` works on a finished run.
+alone by deleting its artifact. A finished run is opened with ``sidrec.run.RunDir``;
+``evaluate_run`` and ``predict_run`` (``sidrec evaluate`` / ``sidrec predict``) work on one.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from sidrec.data.split import evaluation_samples, training_samples, training_win
 from sidrec.data.text import item_texts
 from sidrec.errors import ArtifactError
 from sidrec.io import write_json, write_npy, write_text
-from sidrec.vocab import SIDVocab
+from sidrec.run import LAST_CHECKPOINT, METRICS, MODEL, RunDir, build_ranker
+from sidrec.tokenize.vocab import SIDVocab
 
 RUN_DIR_ENV = "SIDREC_RUN_DIR"
-LAST_CHECKPOINT = "checkpoints/last.ckpt"  # written at every validation; a re-run resumes from it
 # Keys that say where or how fast an artifact is made, not what it is: they may differ on re-runs.
 REUSE_IGNORED = {
     "encoder": {"device", "batch_size", "cache_dir"},
@@ -61,7 +62,7 @@ def check_reusable(cfg: RunConfig, run_dir: Path) -> None:
         return
     previous, current = json.loads(path.read_text()), cfg.to_dict()
     sections = ["data", "encoder"] + (["tokenizer", "seed"] if (run_dir / "sid_table.npz").exists() else [])
-    if (run_dir / "model.pt").exists() or (run_dir / LAST_CHECKPOINT).exists():
+    if (run_dir / MODEL).exists() or (run_dir / LAST_CHECKPOINT).exists():
         sections += ["model", "train"]  # config.json must keep describing the trained (or resumable) model
     for section in sections:
         old, new = previous.get(section), current[section]
@@ -137,15 +138,15 @@ def tokenize(cfg: RunConfig, run_dir: Path, embeddings: np.ndarray, progress: bo
 
 def run(cfg: RunConfig, stages: str = "all") -> dict:
     """config -> seed -> data -> split -> embed -> tokenize -> model -> train -> evaluate."""
-    from sidrec.checkpoint import check_meta, load_model_file, model_meta, save_model_file, source_length
-    from sidrec.evaluate.runner import Ranker, evaluate
+    from sidrec.model_file import check_meta, load_model_file, model_meta, save_model_file, source_length
+    from sidrec.evaluate.evaluation import evaluate
     from sidrec.models import build_model
     from sidrec.train.fit import fit, validation_subset
 
     run_dir = resolve_run_dir(cfg)
     print(cfg.to_json())
     check_reusable(cfg, run_dir)
-    if stages == "all" and cfg.eval.test and (run_dir / "metrics.json").exists() and (run_dir / "model.pt").exists():
+    if stages == "all" and cfg.eval.test and (run_dir / METRICS).exists() and (run_dir / MODEL).exists():
         print(f"{run_dir}: finished run, reusing its metrics.json (`sidrec evaluate` tests it again)")
         return {"run_dir": str(run_dir), **load_metrics(run_dir)}
     save_config(cfg, run_dir)
@@ -164,9 +165,9 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     if stages == "tokenize":
         return {"run_dir": str(run_dir)}
 
-    vocab = SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens)
-    ranker = Ranker(sid_table, vocab, cfg.decode)
-    model_path = run_dir / "model.pt"
+    vocab = SIDVocab.for_table(sid_table, cfg.model.num_user_tokens)
+    ranker = build_ranker(cfg.decode, sid_table, vocab)
+    model_path = run_dir / MODEL
     if model_path.exists():  # trained before (e.g. killed while testing): test it, do not train again
         print(f"{model_path}: trained model found, skipping training")
         model, meta = load_model_file(model_path)
@@ -190,8 +191,48 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     test_minutes = round((time.perf_counter() - start) / 60, 2)
     metrics.update(**training, seed=cfg.seed, test_minutes=test_minutes,
                    minutes=round(training.get("train_minutes", 0.0) + test_minutes, 2))  # train + test
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / METRICS, metrics)
     return {"run_dir": str(run_dir), **metrics}
+
+
+def evaluate_run(run: RunDir, split: str = "test", predictions: str | Path | None = None,
+                 progress: bool = True) -> dict:
+    """A finished run's model on its ``valid`` or ``test`` split (on the CPU); ``predictions``: also
+    write predictions.jsonl there. Writes no metrics.json (``sidrec evaluate`` only prints)."""
+    from sidrec.evaluate.evaluation import evaluate
+    from sidrec.evaluate.predictions import PredictionWriter
+
+    cfg, samples = run.config, run.samples(split)
+    model, _ = run.model()
+    ranker = run.ranker()
+    args = (model, ranker, samples, cfg.ks(), cfg.decode.batch_size, cfg.seed, progress, split)
+    if predictions is None:
+        return evaluate(*args)
+    item_ids = [item["item_id"] for item in run.dataset.items]
+    with PredictionWriter(predictions, item_ids, run.dataset.user_ids) as out:
+        return evaluate(*args, predictions=out)
+
+
+def predict_run(run: RunDir, out: str | Path, histories_file: str | Path, k: int = 10,
+                progress: bool = True) -> int:
+    """Recommendations for the users of ``histories_file`` (``read_histories_file``) -> predictions.jsonl;
+    returns the number of users. Histories go through ``Recommender`` (item ids, unknown items, user
+    tokens, empty-history fallback as in serving), in batches of ``decode.batch_size``."""
+    from tqdm.auto import tqdm
+
+    from sidrec.evaluate.predictions import PredictionWriter, read_histories_file
+    from sidrec.recommender import Recommender
+
+    user_ids, histories = read_histories_file(histories_file)
+    rec = Recommender.from_run(run)
+    size = run.config.decode.batch_size
+    with PredictionWriter(out, [item["item_id"] for item in run.dataset.items]) as writer:
+        for start in tqdm(range(0, len(histories), size), desc="predicting", disable=not progress, leave=False):
+            users = user_ids[start : start + size]
+            for user, recs in zip(users, rec.recommend_many(histories[start : start + size], k, users)):
+                writer.write_line({"user_id": user, "items": [r.item_id for r in recs],
+                                   "scores": [None if np.isnan(r.score) else round(r.score, 5) for r in recs]})
+    return len(histories)
 
 
 def format_metrics(metrics: dict, title: str = "test metrics") -> str:

@@ -6,7 +6,6 @@ Histories are given by external item ids (the dataset's ``item_id`` or the ASIN)
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -15,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sidrec.checkpoint import check_meta, load_model_file
-from sidrec.config import RunConfig, build_config, load_config
+from sidrec.config import RunConfig
 from sidrec.data.dataset import Dataset
 from sidrec.data.split import PAD_ITEM, training_items
 from sidrec.errors import ArtifactError, ConfigError, DataError
-from sidrec.evaluate.runner import Ranker
+from sidrec.run import RunDir, build_ranker
 from sidrec.tokenize.sid_table import SIDTable
-from sidrec.vocab import SIDVocab
+from sidrec.tokenize.vocab import SIDVocab
 
 
 @dataclass
@@ -47,18 +45,6 @@ def _reserve_slots(ranked: list[tuple[int, float]], new: list[tuple[int, float]]
     return sorted(chosen[:k], key=lambda pair: -pair[1])
 
 
-def check_model_overrides(model_cfg, trained: dict, source: str) -> None:
-    """model.* is fixed by the model file; only model.max_history may be lowered (the model then
-    reads fewer items; more than it was trained with would index positions it never learned)."""
-    for name, value in dataclasses.asdict(model_cfg).items():
-        was = trained.get(name, value)
-        if name == "max_history" and 1 <= value <= was:
-            continue
-        if value != was:
-            hint = f"at most {was}" if name == "max_history" else "model.* is fixed when the model is trained"
-            raise ConfigError(f"model.{name}={value!r}: {source} was trained with {was!r} ({hint})")
-
-
 class Recommender:
     def __init__(self, cfg: RunConfig, dataset: Dataset, sid_table: SIDTable, model: torch.nn.Module,
                  device: str = "cpu", run_dir: str | Path | None = None, embeddings: np.ndarray | None = None,
@@ -80,19 +66,19 @@ class Recommender:
             raise ArtifactError(f"the item table has {dataset.num_items} items but the SID table {sid_table.num_items}")
         if embeddings is not None and len(embeddings) != dataset.num_items:
             raise ArtifactError(f"{len(embeddings)} embeddings for {dataset.num_items} items")
-        vocab = SIDVocab(tuple(sid_table.level_sizes), self.cfg.model.num_user_tokens)
+        vocab = SIDVocab.for_table(sid_table, self.cfg.model.num_user_tokens)
         # Empty histories (documented fallback): the most popular items of the training interactions.
         counts = np.bincount(training_items(dataset), minlength=dataset.num_items)
         popular = np.argsort(-counts, kind="stable")
-        ranker = Ranker(sid_table, vocab, self.cfg.decode, self.device, fallback_items=popular)
+        ranker = build_ranker(self.cfg.decode, sid_table, vocab, self.device, fallback_items=popular)
         new_items = np.arange(self.num_trained_items, dataset.num_items)
         self.new_item_ranker = None
         if self.cfg.decode.cold_start_share > 0 and len(new_items):
             if not self.cfg.decode.constrained:
                 raise ConfigError("decode.cold_start_share needs decode.constrained=true")
             # empty histories: the most recently added items
-            self.new_item_ranker = Ranker(sid_table, vocab, self.cfg.decode, self.device,
-                                          fallback_items=new_items[::-1], items=new_items)
+            self.new_item_ranker = build_ranker(self.cfg.decode, sid_table, vocab, self.device,
+                                                fallback_items=new_items[::-1], items=new_items)
         item_index = dataset.item_index()
         item_index.update({item["asin"]: i for i, item in enumerate(dataset.items) if item.get("asin")})
         self.dataset, self.sid_table, self.ranker, self.item_index = dataset, sid_table, ranker, item_index
@@ -102,18 +88,13 @@ class Recommender:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu", overrides: list[str] | None = None) -> "Recommender":
         """``overrides``: ``key=value`` config overrides on top of the run's config.json (e.g. decode.num_beams=20)."""
-        from sidrec.cold_start import load_catalog
+        return cls.from_run(RunDir(run_dir, overrides), device)
 
-        run_dir = Path(run_dir)
-        cfg = load_config(run_dir / "config.json")
-        if overrides:
-            cfg = build_config(list(overrides), base=cfg)
-        dataset, sid_table, embeddings = load_catalog(run_dir)
-        model, meta = load_model_file(run_dir / "model.pt")
-        check_model_overrides(cfg.model, meta["model_config"], str(run_dir / "model.pt"))
-        check_meta(meta, sid_table.sids, SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens),
-                   str(run_dir / "model.pt"))
-        return cls(cfg, dataset, sid_table, model, device, run_dir, embeddings, meta.get("num_items"))
+    @classmethod
+    def from_run(cls, run: RunDir, device: str = "cpu") -> "Recommender":
+        model, meta = run.model()
+        return cls(run.config, run.dataset, run.sid_table, model, device, run.path, run.embeddings,
+                   meta.get("num_items"))
 
     def with_catalog(self, dataset: Dataset, sid_table: SIDTable, embeddings: np.ndarray | None = None) -> "Recommender":
         """A new Recommender sharing this one's model and config over another catalog (serving swaps it in)."""
@@ -162,11 +143,14 @@ class Recommender:
         excluded = [set(self._indices(e, r)) for r, e in enumerate(exclude)] if exclude else [set()] * len(rows)
         # Over-fetch so that excluded items can be dropped and still leave k.
         extra = max((len(e) for e in excluded), default=0)
-        items, scores = self.ranker.rank(self.model, torch.from_numpy(matrix), users, k + extra, self.rng)
+        histories = torch.from_numpy(matrix)
         reserved = round(self.cfg.decode.cold_start_share * k) if self.new_item_ranker is not None else 0
+        # The second search (new items only) reuses the first one's encoder pass.
+        prefilled = self.ranker.prefill(self.model, histories, users) if reserved else None
+        items, scores = self.ranker.rank(self.model, histories, users, k + extra, self.rng, prefilled)
         if reserved:
-            new_items, new_scores = self.new_item_ranker.rank(self.model, torch.from_numpy(matrix), users,
-                                                              reserved + extra, self.rng)
+            new_items, new_scores = self.new_item_ranker.rank(self.model, histories, users, reserved + extra,
+                                                              self.rng, prefilled)
         results = []
         for r in range(len(rows)):
             keep = [(int(i), float(s)) for i, s in zip(items[r], scores[r]) if i >= 0 and int(i) not in excluded[r]]

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from sidrec.batching import TokenBatcher
-from sidrec.vocab import BOS, PAD, SIDVocab
+from sidrec.tokenize.batching import TokenBatcher
+from sidrec.tokenize.vocab import BOS, PAD, SIDVocab
 
 
 def make_batcher(num_user_tokens=0):

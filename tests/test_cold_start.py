@@ -297,7 +297,14 @@ def test_cold_start_share_reserves_slots_for_added_items(run_copy, fake_encoder)
     baseline = plain.recommend_many(histories, k=10)
 
     rec = Recommender.load(run_copy, overrides=["decode.cold_start_share=0.2"])
+    calls = []
+    original = rec.model.prefill
+    rec.model.prefill = lambda *args: calls.append(1) or original(*args)
     results = rec.recommend_many(histories, k=10)
+    assert len(calls) == 1  # the search over new items reuses the first search's encoder pass
+    del rec.model.prefill
+    assert [[r.item_id for r in row] for row in results] == [[r.item_id for r in row] for row in
+                                                            rec.recommend_many(histories, k=10)]
     for before, after in zip(baseline, results):
         ids = [r.item_id for r in after]
         assert len(ids) == len(set(ids)) == 10

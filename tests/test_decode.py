@@ -7,7 +7,7 @@ import torch
 from sidrec.config import ModelConfig
 from sidrec.decode import PrefixTrie, beam_search, recommend
 from sidrec.models import build_model
-from sidrec.vocab import BOS, PAD, SIDVocab
+from sidrec.tokenize.vocab import BOS, PAD, SIDVocab
 
 VOCAB = SIDVocab(level_sizes=(4, 3, 3), num_user_tokens=5)  # 36 possible SIDs, vocab of 17 tokens
 

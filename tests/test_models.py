@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from sidrec.config import ModelConfig
 from sidrec.errors import ConfigError
 from sidrec.models import DecoderOnly, EncoderDecoder, build_model
-from sidrec.vocab import BOS, PAD
+from sidrec.tokenize.vocab import BOS, PAD
 
 VOCAB = 40
 SOURCE_LEN = 12
@@ -28,7 +28,7 @@ def tiny_model(arch: str, num_experts: int = 0, dropout: float = 0.0, seed: int 
 def padded_batch(lengths: list[int], layout: str = "left", seed: int = 1):
     """Random histories of the given lengths padded to SOURCE_LEN, and targets. Layouts: padding on
     the left or right, or ``user_token``: a first real token, then padding, then the history (as
-    sidrec.batching lays out TIGER's user token)."""
+    sidrec.tokenize.batching lays out TIGER's user token)."""
     gen = torch.Generator().manual_seed(seed)
     input_ids = torch.full((len(lengths), SOURCE_LEN), PAD)
     mask = torch.zeros(len(lengths), SOURCE_LEN, dtype=torch.bool)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from sidrec.checkpoint import check_meta, load_model_file
+from sidrec.model_file import check_meta, load_model_file
 from sidrec.cli import main
 from sidrec.errors import ArtifactError
 from sidrec.tokenize.sid_table import SIDTable
-from sidrec.vocab import SIDVocab
+from sidrec.tokenize.vocab import SIDVocab
 
 from conftest import TINY
 

@@ -29,22 +29,26 @@ import numpy as np
 import torch
 
 from sidrec.decode.trie import PrefixTrie
-from sidrec.vocab import PAD, SIDVocab
+from sidrec.tokenize.vocab import PAD, SIDVocab
 
 
 @torch.inference_mode()
 def beam_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab: SIDVocab, num_beams: int,
-                trie: PrefixTrie | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                trie: PrefixTrie | None = None, prefilled: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``num_beams`` SIDs per user, best first.
 
     Returns ``sid_tokens`` Long(B, num_beams, L') token ids and ``scores`` Float(B, num_beams). With a
     trie (constrained) every beam is a valid SID, except where fewer than ``num_beams`` exist: those
     beams have score -inf and PAD tokens. Without a trie (free-form) only the level ranges apply, so
     beams may be SIDs of no item. The model is used as is (call ``model.eval()`` first).
+
+    ``prefilled``: ``model.prefill(input_ids, attention_mask)`` computed before, so that several
+    searches over the same histories (e.g. the cold-start search over new items only) encode them
+    once. The search never writes into it: its first step expands users to beams into new tensors.
     """
     if trie is not None and trie.num_levels != vocab.num_levels:
         raise ValueError(f"trie has {trie.num_levels} levels, vocab {vocab.num_levels}")
-    logits, cache = model.prefill(input_ids, attention_mask)
+    logits, cache = model.prefill(input_ids, attention_mask) if prefilled is None else prefilled
     batch_size, device = logits.shape[0], logits.device
     nodes = None  # trie node of every beam (constrained only)
     if trie is not None:
@@ -97,7 +101,8 @@ def _allowed_log_probs(logits: torch.Tensor, start: int, width: int, trie: Prefi
 
 def recommend(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, vocab: SIDVocab,
               trie: PrefixTrie | None, sid_lookup: Callable[..., np.ndarray], k: int, num_beams: int,
-              exclude=None, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              exclude=None, rng: np.random.Generator | None = None,
+              prefilled: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-``k`` items per user: Long(B, k) item indices (-1 where fewer were found) and their beam
     scores Float(B, k) (-inf there), in beam order.
 
@@ -105,9 +110,9 @@ def recommend(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, voca
     called as ``sid_lookup(codes, rng=rng)`` when ``rng`` is given (random de-dup picks one of the
     items sharing an SID). SIDs of no item (free-form) and repeated items are dropped. ``exclude``
     (e.g. the history) is a list of item collections per user or a padded (B, H) array/tensor whose
-    negative entries are padding; those items are never returned.
+    negative entries are padding; those items are never returned. ``prefilled``: see ``beam_search``.
     """
-    sid_tokens, scores = beam_search(model, input_ids, attention_mask, vocab, num_beams, trie)
+    sid_tokens, scores = beam_search(model, input_ids, attention_mask, vocab, num_beams, trie, prefilled)
     batch_size = sid_tokens.shape[0]
     codes = vocab.tokens_to_sid(sid_tokens.cpu().numpy().reshape(-1, vocab.num_levels))
     items = np.asarray(sid_lookup(codes) if rng is None else sid_lookup(codes, rng=rng), dtype=np.int64)

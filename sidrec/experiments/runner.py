@@ -190,26 +190,20 @@ def time_decoding(run_dir: Path, max_users: int = 0) -> dict:
     import numpy as np
     import torch
 
-    from sidrec.checkpoint import load_model_file
-    from sidrec.config import load_config
-    from sidrec.data.dataset import Dataset
-    from sidrec.data.split import evaluation_samples
     from sidrec.evaluate.metrics import compute_metrics
-    from sidrec.evaluate.runner import Ranker, rank_samples
-    from sidrec.tokenize.sid_table import SIDTable
-    from sidrec.vocab import SIDVocab
+    from sidrec.evaluate.evaluation import rank_samples
+    from sidrec.run import RunDir
 
-    cfg = load_config(run_dir / "config.json")
-    dataset = Dataset.load(run_dir)
-    sid_table = SIDTable.load(run_dir / "sid_table.npz")
-    model, _ = load_model_file(run_dir / "model.pt")
-    samples = evaluation_samples(dataset, cfg.model.max_history, "test")
+    run = RunDir(run_dir)
+    cfg = run.config
+    model, _ = run.model()
+    samples = run.samples("test")
     if 0 < max_users < len(samples):
         samples = samples.subset(np.arange(max_users))
     use_cuda = torch.cuda.is_available() and cfg.train.accelerator != "cpu"
     device = torch.device("cuda" if use_cuda else "cpu")
     start = time.perf_counter()
-    ranker = Ranker(sid_table, SIDVocab(tuple(sid_table.level_sizes), cfg.model.num_user_tokens), cfg.decode).to(device)
+    ranker = run.ranker(device)
     setup = time.perf_counter() - start
     model = model.to(device)
     ks = cfg.ks()

@@ -17,7 +17,7 @@ from sidrec.config import ModelConfig
 from sidrec.errors import ConfigError
 from sidrec.models.decoder_only import DecoderOnly, DecoderOnlyCache, DecoderOnlyConfig
 from sidrec.models.encoder_decoder import EncoderDecoder, EncoderDecoderCache, EncoderDecoderConfig
-from sidrec.vocab import BOS
+from sidrec.tokenize.vocab import BOS
 
 __all__ = [
     "DecoderOnly",

@@ -38,7 +38,7 @@ class DecoderOnlyConfig:
     moe_top_k: int = 2
     max_source_len: int = 80  # history tokens (incl. a user token, if any)
     max_target_len: int = 4  # SID tokens per item
-    bos_token_id: int = 1  # sidrec.vocab.BOS (model files import only torch)
+    bos_token_id: int = 1  # sidrec.tokenize.vocab.BOS (model files import only torch)
     # True: [history, BOS, target] (next-item samples). False: a plain SID sequence, the target follows
     # the history directly (all-positions training, where every item is the previous ones' target).
     bos_separator: bool = True

@@ -46,7 +46,7 @@ class EncoderDecoderConfig:
     moe_top_k: int = 2
     max_source_len: int = 80  # history tokens (incl. a user token, if any)
     max_target_len: int = 4  # SID tokens per item
-    bos_token_id: int = 1  # sidrec.vocab.BOS (model files import only torch)
+    bos_token_id: int = 1  # sidrec.tokenize.vocab.BOS (model files import only torch)
     # Source positions counted back from the most recent token, which then keeps position 0 whatever
     # the history length (T5's relative bias gives the same invariance); False: from the oldest token.
     positions_from_end: bool = False

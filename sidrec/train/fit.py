@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from sidrec.config import RunConfig
 from sidrec.data.split import Samples
-from sidrec.evaluate.runner import Ranker
+from sidrec.decode.ranker import Ranker
 from sidrec.train.data import batch_loader
 from sidrec.errors import ConfigError
 from sidrec.train.module import LR_SCHEDULES, GenerativeRecommender

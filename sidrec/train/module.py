@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from sidrec.config import RunConfig
 from sidrec.evaluate.metrics import compute_metrics
-from sidrec.evaluate.runner import Ranker
-from sidrec.vocab import PAD
+from sidrec.decode.ranker import Ranker
+from sidrec.tokenize.vocab import PAD
 
 
 LR_SCHEDULES = ("constant", "cosine", "linear")

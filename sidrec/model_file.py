@@ -14,7 +14,7 @@ from sidrec.config import ModelConfig
 from sidrec.errors import ArtifactError
 from sidrec.io import save_torch
 from sidrec.models import build_model
-from sidrec.vocab import SIDVocab
+from sidrec.tokenize.vocab import SIDVocab
 
 FORMAT_VERSION = 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sidrec.vocab import BOS, PAD, SIDVocab
+from sidrec.tokenize.vocab import BOS, PAD, SIDVocab
 
 
 class TokenBatcher:

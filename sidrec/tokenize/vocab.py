@@ -59,6 +59,11 @@ class SIDVocab:
         h = (np.asarray(user_index, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
         return (h % np.uint64(self.num_user_tokens)).astype(np.int64) + self.user_offset
 
+    @classmethod
+    def for_table(cls, sid_table, num_user_tokens: int = 0) -> "SIDVocab":
+        """The vocabulary of a ``SIDTable`` (the one place a vocabulary is built from a table)."""
+        return cls(tuple(int(s) for s in sid_table.level_sizes), num_user_tokens)
+
     def to_dict(self) -> dict:
         return {"level_sizes": list(self.level_sizes), "num_user_tokens": self.num_user_tokens}
 

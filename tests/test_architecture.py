@@ -1,0 +1,130 @@
+"""The dependency rules of docs/architecture.md, checked on the source: every import, including
+those inside functions, of every module of the package."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "sidrec"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, top_level_only: bool = False) -> set[str]:
+    """Absolute names of the modules ``path`` imports (``from a import b`` gives ``a`` and ``a.b``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def sidrec_imports(name: str, top_level_only: bool = False) -> set[str]:
+    """The package's modules that module ``name`` imports."""
+    return {m for m in imports_of(MODULES[name], top_level_only) if m in MODULES}
+
+
+def third_party(name: str) -> set[str]:
+    return {m.split(".")[0] for m in imports_of(MODULES[name])} - {"sidrec"}
+
+
+def under(name: str, *packages: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def violations(sources: list[str], forbidden: tuple[str, ...]) -> list[str]:
+    return [f"{s} imports {m}" for s in sources for m in sorted(sidrec_imports(s)) if under(m, *forbidden)]
+
+
+def test_the_package_is_parsed():
+    assert {"sidrec.pipeline", "sidrec.run", "sidrec.decode.ranker", "sidrec.models.encoder_decoder"} <= set(MODULES)
+
+
+def test_data_knows_nothing_of_models_sids_or_training():
+    data = [m for m in MODULES if under(m, "sidrec.data")]
+    assert not violations(data, ("sidrec.models", "sidrec.tokenize", "sidrec.decode", "sidrec.train",
+                                 "sidrec.evaluate", "sidrec.pipeline", "sidrec.run", "sidrec.serve",
+                                 "sidrec.recommender", "sidrec.cli", "sidrec.experiments"))
+    assert all("torch" not in third_party(m) for m in data)
+
+
+@pytest.mark.parametrize("name", [m for m in MODULES if under(m, "sidrec.models") and m != "sidrec.models"])
+def test_a_model_file_imports_only_torch(name):
+    """... and the shared layers beside it (not the package __init__, which builds models from a config)."""
+    own = {m for m in sidrec_imports(name) if not (under(m, "sidrec.models") and m != "sidrec.models")}
+    assert not own, f"{name} imports {sorted(own)}"
+    import sys
+
+    assert third_party(name) <= {"torch", "__future__", "dataclasses", "math", "typing"} | set(sys.stdlib_module_names)
+
+
+def test_decoding_depends_on_the_sid_table_not_on_models_or_training():
+    decode = [m for m in MODULES if under(m, "sidrec.decode")]
+    assert not violations(decode, ("sidrec.models", "sidrec.train", "sidrec.evaluate", "sidrec.pipeline",
+                                   "sidrec.serve", "sidrec.recommender", "sidrec.experiments", "sidrec.config"))
+    assert all("lightning" not in third_party(m) for m in decode)
+
+
+def reachable(start: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(sidrec_imports(name))
+    return seen
+
+
+@pytest.mark.parametrize("entry", ["sidrec.serve", "sidrec.recommender", "sidrec.cold_start", "sidrec.run"])
+def test_serving_never_reaches_training_or_experiments(entry):
+    """Everything the service can import, transitively (function-level imports included)."""
+    modules = reachable(entry)
+    bad = sorted(m for m in modules if under(m, "sidrec.train", "sidrec.pipeline", "sidrec.experiments",
+                                              "sidrec.cli", "sidrec.baselines"))
+    assert not bad, f"{entry} reaches {bad}"
+    assert all("lightning" not in third_party(m) for m in modules)
+
+
+def test_nothing_imports_experiments_or_the_cli():
+    outside = [m for m in MODULES if not under(m, "sidrec.experiments", "sidrec.cli")]
+    assert not violations(outside, ("sidrec.experiments", "sidrec.cli"))
+
+
+def test_stages_do_not_import_the_pipeline():
+    stages = [m for m in MODULES if under(m, "sidrec.data", "sidrec.tokenize", "sidrec.models", "sidrec.decode",
+                                          "sidrec.train", "sidrec.evaluate", "sidrec.encode", "sidrec.run",
+                                          "sidrec.serve", "sidrec.recommender", "sidrec.cold_start")]
+    assert not violations(stages, ("sidrec.pipeline",))
+
+
+def test_no_import_cycles_between_modules():
+    """Module-level imports form no cycle (a package's __init__ re-exporting its modules excepted)."""
+    graph = {m: {i for i in sidrec_imports(m, top_level_only=True) if not MODULES[i].name == "__init__.py"}
+             for m in MODULES}
+    state: dict[str, int] = {}
+
+    def visit(name, path):
+        state[name] = 1
+        for nxt in graph[name]:
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt, path + [nxt])
+        state[name] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])
