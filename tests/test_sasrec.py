@@ -89,6 +89,27 @@ def test_cli_writes_metrics_on_the_leave_last_out_test_split(tiny_p5, tmp_path, 
     assert again["ndcg@10"] == pytest.approx(metrics["ndcg@10"])
 
 
+# A tiny run's test metrics, recorded before SASRec moved out of sidrec/baselines.py (issue #13):
+# the refactor must not change what a fixed seed trains to.
+PINNED = {
+    (): {"recall@5": 0.15, "ndcg@5": 0.09037363214744235, "recall@10": 0.3333333333333333,
+         "ndcg@10": 0.14734227902101676, "best_val": 0.14970240361494136, "best_epoch": 3, "epochs": 3},
+    ("seed=3", "sasrec.max_epochs=5", "sasrec.dropout=0.1"): {
+        "recall@5": 0.31666666666666665, "ndcg@5": 0.2227283569398212, "recall@10": 0.5,
+        "ndcg@10": 0.28153734308946, "best_val": 0.20679325781460509, "best_epoch": 5, "epochs": 5},
+}
+
+
+@pytest.mark.parametrize("extra", list(PINNED), ids=["defaults", "seed 3"])
+def test_a_fixed_seed_gives_the_pinned_metrics(tiny_p5, tmp_path, extra):
+    run_dir = tmp_path / "pinned"
+    assert main(["sasrec", "preset=tiny", *TINY_DATA, f"data.path={tiny_p5}", f"run_dir={run_dir}", *extra]) == 0
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {k: metrics[k] for k in PINNED[extra]} == pytest.approx(PINNED[extra], abs=1e-6)
+    assert (metrics["train_sequences"], metrics["parameters"], metrics["seed"], metrics["model"]) == (
+        60, 2992, 3 if extra else 42, "sasrec")
+
+
 def test_learns_the_topic_structure_of_the_tiny_data(tiny_p5, tmp_path):
     # users buy within one of 4 topics of 10 items: top-10 by topic would give recall@10 near 1,
     # random ranking 0.25
