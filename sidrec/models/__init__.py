@@ -7,6 +7,9 @@
 
 aux_loss is the load-balancing loss averaged over MoE layers (1.0 when balanced, 0 for dense
 models), unweighted: train on ``cross_entropy + moe_aux_weight * aux_loss``.
+
+Beside them, sasrec.py: the SASRec baseline over item ids (``sidrec sasrec``), with its own
+interface (loss, score_last).
 """
 
 from __future__ import annotations
