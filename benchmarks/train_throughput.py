@@ -42,7 +42,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from sidrec.data.loaders import load_bundled
 from sidrec.data.split import training_samples
-from sidrec.models import EncoderDecoder, EncoderDecoderConfig
+from sidrec.models import EncoderDecoder, TransformerConfig
 from sidrec.tokenize.vocab import BOS, PAD
 
 LR, WEIGHT_DECAY = 5e-4, 1e-6
@@ -94,7 +94,7 @@ def hf_step(model, optimizer, batch) -> float:
 def build_models(vocab_size: int, source_len: int, target_len: int, dropout: float) -> dict:
     torch.manual_seed(0)
     ours = EncoderDecoder(
-        EncoderDecoderConfig(
+        TransformerConfig(
             vocab_size=vocab_size,
             num_layers=4,
             num_heads=6,

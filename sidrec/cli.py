@@ -278,7 +278,7 @@ def command_help(command: str) -> str:
             lines.append("config keys (config=file.yaml|json as the base, then key=value; preset=paper|cpu|cpu-full|tiny):")
         lines += describe_keys(RunConfig)
     elif command == "sasrec":
-        from sidrec.baselines import SASRecRunConfig
+        from sidrec.config import SASRecRunConfig
 
         lines += ["seeds=N|a,b,c  several seeds", "config keys (config=file.yaml|json as the base, then key=value):"]
         lines += describe_keys(SASRecRunConfig)

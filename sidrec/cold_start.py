@@ -43,7 +43,7 @@ import numpy as np
 
 from sidrec.config import RunConfig
 from sidrec.data.dataset import Dataset
-from sidrec.data.loaders import iter_json_lines
+from sidrec.data.readers import iter_json_lines
 from sidrec.errors import ArtifactError, DataError
 from sidrec.io import fsync_path, make_temp_dir
 from sidrec.run import RunDir, load_catalog

@@ -1,5 +1,6 @@
 """The inference artifact ``model.pt``: network weights + everything needed to rebuild it and to
-check it against the run's SID table. Loading it needs torch and sidrec.models only."""
+check it against the run's SID table (a SASRec baseline's has item ids, no SID table). Loading it
+needs torch and sidrec.models only."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sidrec.config import ModelConfig
 from sidrec.errors import ArtifactError
 from sidrec.io import save_torch
 from sidrec.models import build_model
+from sidrec.models.sasrec import SASRec
 from sidrec.tokenize.vocab import SIDVocab
 
 FORMAT_VERSION = 1
@@ -35,11 +37,18 @@ def model_meta(model_cfg: ModelConfig, vocab: SIDVocab, sids: np.ndarray) -> dic
     }
 
 
+def sasrec_meta(network: dict, training: dict) -> dict:
+    """network: SASRec's constructor arguments (``sidrec.train.sasrec.network_config``)."""
+    return {"format_version": FORMAT_VERSION, "model": "sasrec", "model_config": network, "training": training}
+
+
 def source_length(model_cfg: ModelConfig, vocab: SIDVocab) -> int:
     return model_cfg.max_history * vocab.num_levels + (1 if vocab.num_user_tokens else 0)
 
 
 def build_from_meta(meta: dict) -> torch.nn.Module:
+    if meta.get("model") == "sasrec":
+        return SASRec(**meta["model_config"])
     vocab = SIDVocab.from_dict(meta["vocab"])
     return build_model(ModelConfig(**meta["model_config"]), vocab.size, meta["max_source_len"], meta["target_len"])
 

@@ -1,3 +1,5 @@
+import contextlib
+import gzip
 import json
 import os
 import tempfile
@@ -5,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from sidrec.data.loaders import load_dataset
 
 # hypothesis keeps its files out of the working tree
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "sidrec-hypothesis"))
@@ -87,3 +91,51 @@ def finished_run(tmp_path_factory):
         else:
             os.environ["SIDREC_CACHE_DIR"] = old
     return run_dir
+
+
+# --- dataset files (test_loaders, test_readers, test_amazon_raw, test_tables) ---------------------
+def sequences(ds) -> dict[str, list[str]]:
+    """user id -> external item ids, in order."""
+    return {user: [ds.items[i]["item_id"] for i in ds.sequence(u)] for u, user in enumerate(ds.user_ids)}
+
+
+@contextlib.contextmanager
+def raises_one_line(error, *fragments: str):
+    """The block raises ``error`` with a one-line message that contains every fragment."""
+    with pytest.raises(error) as info:
+        yield info
+    message = str(info.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    text = "".join(line + "\n" for line in lines)
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def add_bom(directory: Path) -> None:
+    """Prefixes every file with the UTF-8 byte-order mark some Windows editors write."""
+    for path in directory.iterdir():
+        if path.suffix == ".gz":
+            path.write_bytes(gzip.compress(b"\xef\xbb\xbf" + gzip.decompress(path.read_bytes())))
+        else:
+            path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+
+def assert_bom_accepted(tmp_path: Path, write) -> None:
+    """``write(directory) -> DataConfig`` gives the same dataset with every file BOM-prefixed."""
+    plain, marked = tmp_path / "plain", tmp_path / "bom"
+    plain.mkdir()
+    marked.mkdir()
+    expected = load_dataset(write(plain))
+    cfg = write(marked)
+    add_bom(marked)
+    ds = load_dataset(cfg)
+    assert (ds.user_ids, ds.items, sequences(ds)) == (expected.user_ids, expected.items, sequences(expected))

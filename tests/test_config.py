@@ -38,6 +38,7 @@ def test_preset_then_command_line():
         ("preset=huge", "unknown preset 'huge'"),
         ("model=3", "is a section"),
         ("no_equals_sign", "not key=value"),
+        ("decode.precision=fp16", "decode.precision='fp16': expected fp32 or bf16"),
     ],
 )
 def test_bad_overrides_name_the_key(arg, fragment):

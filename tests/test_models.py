@@ -65,6 +65,11 @@ def test_build_model_maps_config():
     enc_dec, dec_only = tiny_model("encoder_decoder"), tiny_model("decoder_only")
     assert isinstance(enc_dec, EncoderDecoder) and len(enc_dec.encoder_blocks) == 2 and len(enc_dec.decoder_blocks) == 2
     assert isinstance(dec_only, DecoderOnly) and len(dec_only.blocks) == 4  # same layer budget
+    # one TransformerConfig for both: each reads its own flag
+    assert (enc_dec.cfg.num_layers, enc_dec.cfg.positions_from_end) == (2, False)
+    assert (dec_only.cfg.num_layers, dec_only.cfg.bos_separator) == (4, True)
+    assert tiny_model("encoder_decoder", positions="from_end").cfg.positions_from_end
+    assert not tiny_model("decoder_only", objective="all_positions").cfg.bos_separator
     with pytest.raises(ConfigError, match="model.arch"):
         build_model(ModelConfig(arch="rnn"), VOCAB, SOURCE_LEN, TARGET_LEN)
     with pytest.raises(ConfigError, match="all_positions needs model.arch=decoder_only"):

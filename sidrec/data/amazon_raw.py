@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 
 from sidrec.data.dataset import Dataset
-from sidrec.data.loaders import build_dataset, iter_json_lines, read_lines
-from sidrec.data.tables import order_sequences
+from sidrec.data.readers import build_dataset, iter_json_lines, order_sequences, read_lines
 from sidrec.errors import DataError
 
 REVIEW_FILE = re.compile(r"^(?:reviews_)?(?P<category>.+)_5\.json(?:\.gz)?$")

@@ -13,23 +13,11 @@ import numpy as np
 import pandas as pd
 
 from sidrec.data.dataset import ITEM_TEXT_FIELDS, Dataset
-from sidrec.data.loaders import build_dataset, read_items_jsonl, read_lines
+from sidrec.data.readers import build_dataset, order_sequences, read_items_jsonl, read_lines
 from sidrec.errors import DataError
 
 ITEM_FIELDS = ("asin", *ITEM_TEXT_FIELDS)  # item-table columns kept (besides item_id)
 RECBOLE_TYPES = ("token", "token_seq", "float", "float_seq")
-
-
-# --- shared helpers (also used by amazon_raw) ----------------------------------------------------
-def order_sequences(users: list[str], items: list[str], times: np.ndarray | None) -> tuple[list[str], list[list[str]]]:
-    """Group interactions by user (users in order of first appearance), each user's items sorted by
-    time; the sort is stable, so equal or missing timestamps keep file order."""
-    user_codes, user_ids = pd.factorize(np.asarray(users, dtype=object))
-    rows = np.arange(len(users))
-    order = np.lexsort((rows, times, user_codes)) if times is not None else np.lexsort((rows, user_codes))
-    ordered_items = np.asarray(items, dtype=object)[order]
-    bounds = np.cumsum(np.bincount(user_codes))[:-1]
-    return [str(u) for u in user_ids], [list(seq) for seq in np.split(ordered_items, bounds)]
 
 
 def check_known_items(items: list[str], known: dict[str, dict], row_label, table: Path) -> None:

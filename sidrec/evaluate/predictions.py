@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sidrec.data.loaders import iter_json_lines
+from sidrec.data.readers import iter_json_lines
 from sidrec.errors import DataError
 from sidrec.io import atomic_path
 

@@ -17,31 +17,13 @@ import torch.nn.functional as F
 
 from sidrec.models.layers import (
     SelfAttentionBlock,
+    TransformerConfig,
     attention,
     init_weights,
     pack_if_padded,
     prefix_suffix_attention,
     select_user_rows,
 )
-
-
-@dataclass
-class DecoderOnlyConfig:
-    vocab_size: int
-    num_layers: int = 8
-    num_heads: int = 6
-    d_model: int = 128
-    d_kv: int = 64  # per-head width; attention runs at num_heads * d_kv and projects back to d_model
-    d_ff: int = 1024
-    dropout: float = 0.1
-    num_experts: int = 0  # 0 = dense MLP
-    moe_top_k: int = 2
-    max_source_len: int = 80  # history tokens (incl. a user token, if any)
-    max_target_len: int = 4  # SID tokens per item
-    bos_token_id: int = 1  # sidrec.tokenize.vocab.BOS (model files import only torch)
-    # True: [history, BOS, target] (next-item samples). False: a plain SID sequence, the target follows
-    # the history directly (all-positions training, where every item is the previous ones' target).
-    bos_separator: bool = True
 
 
 @dataclass
@@ -70,7 +52,7 @@ class DecoderOnlyCache:
 
 
 class DecoderOnly(nn.Module):
-    def __init__(self, cfg: DecoderOnlyConfig):
+    def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model

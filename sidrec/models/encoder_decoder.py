@@ -24,6 +24,7 @@ from sidrec.models.layers import (
     Packed,
     SelfAttention,
     SelfAttentionBlock,
+    TransformerConfig,
     attention,
     feed_forward,
     init_weights,
@@ -31,25 +32,6 @@ from sidrec.models.layers import (
     sdpa_attend,
     select_user_rows,
 )
-
-
-@dataclass
-class EncoderDecoderConfig:
-    vocab_size: int
-    num_layers: int = 4  # per stack
-    num_heads: int = 6
-    d_model: int = 128
-    d_kv: int = 64  # per-head width; attention runs at num_heads * d_kv and projects back to d_model
-    d_ff: int = 1024
-    dropout: float = 0.1
-    num_experts: int = 0  # 0 = dense MLP
-    moe_top_k: int = 2
-    max_source_len: int = 80  # history tokens (incl. a user token, if any)
-    max_target_len: int = 4  # SID tokens per item
-    bos_token_id: int = 1  # sidrec.tokenize.vocab.BOS (model files import only torch)
-    # Source positions counted back from the most recent token, which then keeps position 0 whatever
-    # the history length (T5's relative bias gives the same invariance); False: from the oldest token.
-    positions_from_end: bool = False
 
 
 @dataclass
@@ -75,7 +57,7 @@ class EncoderDecoderCache:
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, cfg: EncoderDecoderConfig):
+    def __init__(self, cfg: TransformerConfig):
         super().__init__()
         d = cfg.d_model
         self.self_attn_norm = nn.LayerNorm(d)
@@ -97,7 +79,7 @@ class DecoderBlock(nn.Module):
 
 
 class EncoderDecoder(nn.Module):
-    def __init__(self, cfg: EncoderDecoderConfig):
+    def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model

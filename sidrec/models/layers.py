@@ -1,4 +1,4 @@
-"""Blocks shared by both architectures: attention, dense and mixture-of-experts MLPs, a pre-norm block.
+"""What both architectures share: their config, attention, dense and mixture-of-experts MLPs, a pre-norm block.
 
 Conventions: activations are (batch, time, d_model); attention tensors are (batch, heads, time, d_kv);
 boolean masks are True where attending is allowed (as in ``F.scaled_dot_product_attention``).
@@ -15,11 +15,40 @@ slower math path, for a regulariser these small models do not need.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+@dataclass
+class TransformerConfig:
+    """The network of either architecture (``sidrec.models.build_model`` fills it from ``model.*``;
+    model files import only torch, not sidrec.config)."""
+
+    vocab_size: int
+    num_layers: int = 4  # per stack: the encoder-decoder has two stacks, the decoder-only one
+    num_heads: int = 6
+    d_model: int = 128
+    d_kv: int = 64  # per-head width; attention runs at num_heads * d_kv and projects back to d_model
+    d_ff: int = 1024
+    dropout: float = 0.1
+    num_experts: int = 0  # 0 = dense MLP
+    moe_top_k: int = 2
+    max_source_len: int = 80  # history tokens (incl. a user token, if any)
+    max_target_len: int = 4  # SID tokens per item
+    bos_token_id: int = 1  # sidrec.tokenize.vocab.BOS
+    # Encoder-decoder: source positions counted back from the most recent token, which then keeps
+    # position 0 whatever the history length (T5's relative bias gives the same invariance); False:
+    # from the oldest token.
+    positions_from_end: bool = False
+    # Decoder-only. True: [history, BOS, target] (next-item samples). False: a plain SID sequence, the
+    # target follows the history directly (all-positions training, where every item is the previous
+    # ones' target).
+    bos_separator: bool = True
+
 
 # attend(q, k, v) -> output, all (batch, heads, time, d_kv). Lets one block serve full-sequence
 # training, cache-filling prefill and single-token decoding.
