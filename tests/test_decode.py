@@ -6,6 +6,7 @@ import torch
 
 from sidrec.config import ModelConfig
 from sidrec.decode import PrefixTrie, beam_search, recommend
+from sidrec.decode.trie import unique_rows
 from sidrec.models import build_model
 from sidrec.tokenize.vocab import BOS, PAD, SIDVocab
 
@@ -119,6 +120,14 @@ def test_trie_rejects_bad_input():
         PrefixTrie.from_sids(np.zeros((0, 3), dtype=np.int64))
     with pytest.raises(ValueError):
         PrefixTrie.from_sids(np.array([[2, 9]]), vocab_size=5)
+
+
+@pytest.mark.parametrize("radix", [7, 2**40])  # one int64 key per row; too wide for one: np.unique's row sort
+def test_unique_rows_equals_numpy_unique_over_rows(radix):
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 7, (300, 3))  # 343 possible rows: many duplicates
+    rows[:5] = [radix - 1, 0, radix - 1]  # the largest value keys exactly
+    assert np.array_equal(unique_rows(rows, radix), np.unique(rows, axis=0))
 
 
 # ---- beam search ------------------------------------------------------------------------------

@@ -5,11 +5,14 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from sidrec.config import TokenizerConfig
 from sidrec.errors import ArtifactError, ConfigError, DataError
 from sidrec.tokenize import build_tokenizer, load_tokenizer
-from sidrec.tokenize.residual import DEAD_AFTER, reseed_idle
+from sidrec.tokenize import residual
+from sidrec.tokenize.residual import DEAD_AFTER, nearest, reseed_idle
 
 KINDS = ["rkmeans", "rvq", "rqvae"]
 W = 8
@@ -169,3 +172,35 @@ def test_idle_codeword_is_reseeded_onto_a_batch_point():
         assert (len(moved) > 0) == (step == DEAD_AFTER - 1)
     assert moved.tolist() == [3]
     assert ((xb - codebook[3]) ** 2).sum(1).min() == 0  # now sits on a batch point
+
+
+def out_of_place_fit(tok, x: torch.Tensor, gen: torch.Generator) -> None:
+    """The residual fit loop before it worked in place (issue #11), kept as the reference."""
+    codebooks, gains, r = [], [], x
+    for _ in range(tok.num_levels):
+        if tok.cfg.normalize_residuals:
+            gain, r = r.norm(dim=1).mean(), F.normalize(r, dim=1)
+        else:
+            gain = torch.ones(())
+        codebook = tok._fit_level(r, gen, tqdm(disable=True))
+        r = r - codebook[torch.cat([nearest(c, codebook) for c in r.split(residual.ENCODE_CHUNK)])]
+        codebooks.append(codebook)
+        gains.append(gain)
+    tok.codebooks, tok.gains = torch.stack(codebooks), torch.stack(gains)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("kind", ["rkmeans", "rvq"])
+def test_in_place_fit_equals_out_of_place_bit_for_bit(data, kind, normalize, monkeypatch):
+    """Same codebooks and gains as before the in-place rewrite, so the default pipeline's SIDs are
+    unchanged; small chunks make the chunked residual update run over several chunks."""
+    monkeypatch.setattr(residual, "ENCODE_CHUNK", 100)
+    cfg = tiny_config(kind, normalize_residuals=normalize)
+    x = data * 3  # not unit norm: the normalisation has work to do
+    before = x.copy()
+    new = build_tokenizer(cfg).fit(x, seed=3, progress=False)
+    assert np.array_equal(x, before)  # the caller's embeddings are not touched
+    old = build_tokenizer(cfg)
+    old.dim = x.shape[1]
+    out_of_place_fit(old, torch.from_numpy(x), torch.Generator().manual_seed(3))
+    assert torch.equal(new.codebooks, old.codebooks) and torch.equal(new.gains, old.gains)

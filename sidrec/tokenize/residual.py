@@ -94,14 +94,16 @@ class ResidualCodebookTokenizer(Tokenizer):
     def _fit(self, x: torch.Tensor, gen: torch.Generator, progress: bool) -> None:
         steps = self.cfg.steps_per_level
         bar = tqdm(total=self.num_levels * steps, desc=f"{self.kind} tokenizer", disable=not progress)
-        codebooks, gains, r = [], [], x
+        # One working copy of x, normalised and reduced to the next residual in place (same values
+        # bit for bit): out-of-place steps held four (N, d) tensors at once, 6 GiB at 10^6 x 384.
+        codebooks, gains, r = [], [], x.clone()
         for level in range(self.num_levels):
             bar.set_postfix(level=level)
-            gain, r = self._normalise(r)
+            gains.append(self._normalise_(r))
             codebook = self._fit_level(r, gen, bar)
-            r = r - codebook[self._nearest_chunked(r, codebook)]
+            for chunk in r.split(ENCODE_CHUNK):  # views: sub_ writes into r
+                chunk.sub_(codebook[nearest(chunk, codebook)])
             codebooks.append(codebook)
-            gains.append(gain)
         bar.close()
         self.codebooks = torch.stack(codebooks)  # (L, W, d)
         self.gains = torch.stack(gains)  # (L,)
@@ -109,14 +111,13 @@ class ResidualCodebookTokenizer(Tokenizer):
     def _fit_level(self, r: torch.Tensor, gen: torch.Generator, bar: tqdm) -> torch.Tensor:
         raise NotImplementedError
 
-    def _normalise(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _normalise_(self, r: torch.Tensor) -> torch.Tensor:
+        """Scales the rows of ``r`` to unit norm in place; returns their mean norm before (the gain)."""
         if not self.cfg.normalize_residuals:
-            return torch.ones((), device=r.device), r
-        return r.norm(dim=1).mean(), F.normalize(r, dim=1)
-
-    @staticmethod
-    def _nearest_chunked(r: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-        return torch.cat([nearest(chunk, codebook) for chunk in r.split(ENCODE_CHUNK)])
+            return torch.ones((), device=r.device)
+        gain = r.norm(dim=1).mean()
+        F.normalize(r, dim=1, out=r)
+        return gain
 
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         codes, r = [], x
