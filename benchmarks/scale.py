@@ -105,7 +105,7 @@ def run_size(args, n: int) -> dict:
     from sidrec.models import build_model
     from sidrec.tokenize import build_tokenizer
     from sidrec.tokenize.sid_table import SIDTable, sid_keys
-    from sidrec.vocab import PAD, SIDVocab
+    from sidrec.tokenize.vocab import PAD, SIDVocab
 
     torch.set_num_threads(args.threads)
     out: dict = {"items": n, "users": args.users, "seconds": {}, "rss_mib": {}}
