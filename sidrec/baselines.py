@@ -15,12 +15,12 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from sidrec.model_file import sasrec_meta, save_model_file
 from sidrec.config import SASRecRunConfig, build_sasrec_config, parse_overrides, parse_seeds
 from sidrec.data.loaders import load_dataset
 from sidrec.data.split import evaluation_samples
 from sidrec.evaluate.metrics import mean_std
 from sidrec.io import write_json
+from sidrec.model_file import sasrec_meta, save_model_file
 from sidrec.pipeline import format_metrics, load_metrics, save_config
 from sidrec.train.sasrec import device_for, evaluate_sasrec, network_config, train_sasrec
 
