@@ -238,16 +238,17 @@ PRESETS: dict[str, dict[str, str]] = {
         "train.val_every": "1027",
         "train.val_max_users": "2000",
     },
-    # The same model and training trained to convergence on a 2-core CPU: cosine decay over 15 epochs
-    # (15,405 steps of 128), validation on 5,000 users once per epoch, early stop after 4 epochs
-    # without NDCG@10 gain (the fixed user sample makes epoch-to-epoch differences far less noisy
-    # than the ~0.0035 standard error of one Recall@10 value); 33 minutes measured on 2 cores, capped at 150.
+    # The same model and training trained to convergence on a 2-core CPU: cosine decay over 30 epochs
+    # (30,810 steps of 128; validation Recall@10 flat over the last five, docs/results.md), validation
+    # on 5,000 users once per epoch, early stop after 4 epochs without NDCG@10 gain (the fixed user
+    # sample makes epoch-to-epoch differences far less noisy than the ~0.0035 standard error of one
+    # Recall@10 value); at most 72 minutes measured on 2 cores, capped at 150.
     "cpu-full": {
         "tokenizer.steps_per_level": "300",
         "tokenizer.rqvae_steps": "2000",
         **CPU_MODEL,
         **CPU_TRAINING,
-        "train.max_steps": "15405",
+        "train.max_steps": "30810",
         "train.max_minutes": "150",
         "train.val_every": "1027",
         "train.val_max_users": "5000",
