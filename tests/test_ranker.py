@@ -44,10 +44,13 @@ def test_bf16_runs_the_network_in_bfloat16_and_returns_valid_items(opened):
         fp32 = run.ranker().rank(model, histories, users, 10, np.random.default_rng(0))
         bf16 = Ranker(run.sid_table, run.vocab, precision="bf16").rank(model, histories, users, 10,
                                                                        np.random.default_rng(0))
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as in validation under bf16 training
+            run.ranker().rank(model, histories[:4], users[:4], 10, np.random.default_rng(0))
     finally:
         del model.prefill
-    # bf16: the network (here its cross-attention keys) in bfloat16, the vocabulary projection in fp32
-    assert seen == [(torch.float32, torch.float32), (torch.float32, torch.bfloat16)]
+    # bf16: the network (here its cross-attention keys) in bfloat16, the vocabulary projection in fp32;
+    # fp32 keeps the caller's context, so under the trainer's autocast it runs like bf16
+    assert seen == [(torch.float32, torch.float32), (torch.float32, torch.bfloat16), (torch.float32, torch.bfloat16)]
     assert ((bf16[0] >= 0) & (bf16[0] < run.dataset.num_items)).all()
     assert np.isfinite(bf16[1]).all() and (np.diff(bf16[1], axis=1) <= 0).all()
     assert (fp32[0][:, 0] == bf16[0][:, 0]).mean() > 0.5  # same network: mostly the same best item

@@ -6,6 +6,8 @@ serving all call ``Ranker.rank``. It takes plain values, not a config, and impor
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -52,7 +54,11 @@ class Ranker:
         return self
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        # fp32 keeps the caller's context: plain fp32 at test and serving time, the trainer's autocast
+        # during validation (an autocast(enabled=False) here would switch that off).
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     @torch.no_grad()
     def prefill(self, model, histories: torch.Tensor, users: torch.Tensor | None):
