@@ -21,7 +21,8 @@ from sidrec.data.split import evaluation_samples
 from sidrec.evaluate.metrics import mean_std
 from sidrec.io import write_json
 from sidrec.model_file import sasrec_meta, save_model_file
-from sidrec.pipeline import format_metrics, load_metrics, save_config
+from sidrec.pipeline import format_metrics, save_config
+from sidrec.run import load_metrics
 from sidrec.train.sasrec import device_for, evaluate_sasrec, network_config, train_sasrec
 
 

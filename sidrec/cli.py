@@ -93,7 +93,7 @@ def _split_seeds(args: list[str]) -> tuple[list[int] | None, int, list[str]]:
 def _run_seeds_in_subprocesses(args: list[str], seeds: list[int], base: Path, parallel: int) -> list[dict]:
     import subprocess
 
-    from sidrec.pipeline import load_metrics
+    from sidrec.run import load_metrics
 
     base.mkdir(parents=True, exist_ok=True)
     pending, running, results = list(seeds), [], []
@@ -173,12 +173,10 @@ def _open_run(pairs: dict, command: str):
 
 def cmd_evaluate(args: list[str]) -> None:
     from sidrec.pipeline import evaluate_run, format_metrics
-    from sidrec.run import SPLITS
+    from sidrec.run import check_split
 
     pairs = dict(parse_overrides(args))
-    stage = pairs.pop("stage", "test")
-    if stage not in SPLITS:
-        raise ConfigError(f"stage={stage!r}: expected valid or test")
+    stage = check_split(pairs.pop("stage", "test"), key="stage")
     predictions = pairs.pop("predictions", None)
     run = _open_run(pairs, "evaluate")
     metrics = evaluate_run(run, stage, user_path(predictions) if predictions else None)

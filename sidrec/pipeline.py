@@ -30,7 +30,7 @@ from sidrec.data.split import evaluation_samples, training_samples, training_win
 from sidrec.data.text import item_texts
 from sidrec.errors import ArtifactError
 from sidrec.io import write_json, write_npy, write_text
-from sidrec.run import LAST_CHECKPOINT, METRICS, MODEL, RunDir, build_ranker
+from sidrec.run import LAST_CHECKPOINT, METRICS, MODEL, RunDir, build_ranker, load_metrics
 from sidrec.tokenize.vocab import SIDVocab
 
 RUN_DIR_ENV = "SIDREC_RUN_DIR"
@@ -226,12 +226,11 @@ def predict_run(run: RunDir, out: str | Path, histories_file: str | Path, k: int
     user_ids, histories = read_histories_file(histories_file)
     rec = Recommender.from_run(run)
     size = run.config.decode.batch_size
-    with PredictionWriter(out, [item["item_id"] for item in run.dataset.items]) as writer:
+    with PredictionWriter(out) as writer:
         for start in tqdm(range(0, len(histories), size), desc="predicting", disable=not progress, leave=False):
             users = user_ids[start : start + size]
             for user, recs in zip(users, rec.recommend_many(histories[start : start + size], k, users)):
-                writer.write_line({"user_id": user, "items": [r.item_id for r in recs],
-                                   "scores": [None if np.isnan(r.score) else round(r.score, 5) for r in recs]})
+                writer.write_user(user, [r.item_id for r in recs], [r.score for r in recs])
     return len(histories)
 
 
@@ -241,7 +240,3 @@ def format_metrics(metrics: dict, title: str = "test metrics") -> str:
     lines = [title, "-" * (width + 12)]
     lines += [f"{k:<{width}}  {metrics[k]:.4f}" for k in keys]
     return "\n".join(lines)
-
-
-def load_metrics(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "metrics.json").read_text())

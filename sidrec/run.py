@@ -40,9 +40,9 @@ LAST_CHECKPOINT = "checkpoints/last.ckpt"  # written at every validation; a re-r
 SPLITS = ("valid", "test")
 
 
-def check_split(split: str) -> str:
+def check_split(split: str, key: str = "split") -> str:
     if split not in SPLITS:
-        raise ConfigError(f"split={split!r}: expected valid or test")
+        raise ConfigError(f"{key}={split!r}: expected valid or test")
     return split
 
 
@@ -76,6 +76,14 @@ def load_catalog(run_dir: str | Path) -> tuple[Dataset, SIDTable, np.ndarray]:
         raise ArtifactError(f"{run_dir}: catalog files disagree: {dataset.num_items} items, "
                             f"{table.num_items} SIDs, {embeddings.shape[0]} embeddings")
     return dataset, table, embeddings
+
+
+def load_metrics(run_dir: str | Path) -> dict:
+    """A run's metrics.json (the one reader of it)."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise ArtifactError(f"{path}: not found (the run has not been tested)")
+    return json.loads(path.read_text())
 
 
 class RunDir:
@@ -132,7 +140,4 @@ class RunDir:
         return evaluation_samples(self.dataset, self.config.model.max_history, check_split(split))
 
     def metrics(self) -> dict:
-        path = self.path / METRICS
-        if not path.is_file():
-            raise ArtifactError(f"{path}: not found (the run has not been tested)")
-        return json.loads(path.read_text())
+        return load_metrics(self.path)

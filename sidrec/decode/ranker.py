@@ -60,18 +60,25 @@ class Ranker:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def _non_empty(self, histories: torch.Tensor, users: torch.Tensor | None):
+        """(empty rows as a numpy mask, the other rows' histories on the device, their users)."""
+        histories = histories.to(self.device)
+        empty = (histories < 0).all(dim=1)
+        if empty.any():
+            keep = ~empty
+            histories, users = histories[keep], (users[keep.to(users.device)] if users is not None else None)
+        return empty.cpu().numpy(), histories, users
+
     @torch.no_grad()
     def prefill(self, model, histories: torch.Tensor, users: torch.Tensor | None):
         """The model's encoder pass over the non-empty histories, for ``rank(..., prefilled=)``: a
         second search over the same histories (another Ranker over the same SID table, e.g. new
         items only) then reuses it instead of encoding them again."""
-        histories = histories.to(self.device)
-        keep = ~(histories < 0).all(dim=1)
-        if not keep.any():
+        empty, histories, users = self._non_empty(histories, users)
+        if empty.all():
             return None
-        users = users[keep.to(users.device)] if users is not None else None
         with self._autocast():
-            return model.prefill(*self.batcher.inputs(histories[keep], users))
+            return model.prefill(*self.batcher.inputs(histories, users))
 
     @torch.no_grad()
     def rank(self, model, histories: torch.Tensor, users: torch.Tensor, k: int,
@@ -81,10 +88,9 @@ class Ranker:
 
         Rows with an empty history get ``fallback_items[:k]``; without a fallback they are an error.
         ``prefilled``: ``prefill(model, histories, users)`` of a Ranker over the same SID table."""
-        histories = histories.to(self.device)
-        empty = (histories < 0).all(dim=1).cpu().numpy()
-        ranked = np.full((len(histories), k), -1, dtype=np.int64)
-        scores = np.full((len(histories), k), -np.inf, dtype=np.float32)
+        empty, histories, users = self._non_empty(histories, users)
+        ranked = np.full((len(empty), k), -1, dtype=np.int64)
+        scores = np.full((len(empty), k), -np.inf, dtype=np.float32)
         if empty.any():
             if self.fallback_items is None:
                 raise ValueError(f"{int(empty.sum())} histories are empty and this ranker has no fallback items")
@@ -93,8 +99,6 @@ class Ranker:
             scores[empty, : len(fallback)] = np.nan
         if empty.all():
             return ranked, scores
-        keep = torch.as_tensor(~empty, device=histories.device)
-        histories, users = histories[keep], (users[keep.to(users.device)] if users is not None else None)
         input_ids, mask = self.batcher.inputs(histories, users)
         exclude = histories if self.exclude_history else None
         with self._autocast():

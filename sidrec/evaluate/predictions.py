@@ -22,11 +22,11 @@ from sidrec.io import atomic_path
 
 
 class PredictionWriter:
-    """``with PredictionWriter(path, item_ids, user_ids) as out: out.write(...)``."""
+    """``with PredictionWriter(path, item_ids, user_ids) as out: out.write(...)``; ``item_ids`` and
+    ``user_ids`` map internal indices to external ids for ``write`` (``write_user`` takes ids)."""
 
-    def __init__(self, path: str | Path, item_ids: list[str], user_ids: list[str] | None = None):
+    def __init__(self, path: str | Path, item_ids: list[str] | None = None, user_ids: list[str] | None = None):
         self.path, self.item_ids, self.user_ids = Path(path), item_ids, user_ids
-        self.lines = 0
 
     def __enter__(self) -> "PredictionWriter":
         self._atomic = atomic_path(self.path)
@@ -41,16 +41,17 @@ class PredictionWriter:
         """Rows of internal user indices, (b, k) item indices (-1 = none) and scores, optional targets."""
         for r, user in enumerate(users):
             keep = ranked[r] >= 0
-            line = {"user_id": self.user_ids[int(user)] if self.user_ids is not None else str(user),
-                    "items": [self.item_ids[i] for i in ranked[r][keep]],
-                    "scores": [None if math.isnan(s) else round(float(s), 5) for s in scores[r][keep]]}
-            if targets is not None:
-                line["target"] = self.item_ids[int(targets[r])]
-            self.write_line(line)
+            self.write_user(self.user_ids[int(user)] if self.user_ids is not None else str(user),
+                            [self.item_ids[i] for i in ranked[r][keep]], scores[r][keep],
+                            None if targets is None else self.item_ids[int(targets[r])])
 
-    def write_line(self, line: dict) -> None:
+    def write_user(self, user_id: str | None, items: list[str], scores, target: str | None = None) -> None:
+        """One line: external ids, best first; nan scores (fallback items) are written as null."""
+        line = {"user_id": user_id, "items": items,
+                "scores": [None if math.isnan(s) else round(float(s), 5) for s in scores]}
+        if target is not None:
+            line["target"] = target
         self._fh.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self.lines += 1
 
 
 def read_predictions(path: str | Path) -> list[dict]:
