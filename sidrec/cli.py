@@ -273,7 +273,7 @@ def command_help(command: str) -> str:
         if command in ("evaluate", "predict", "add-items", "serve"):
             lines.append("config keys (on top of the run's config.json):")
         else:
-            lines.append("config keys (config=file.yaml|json as the base, then key=value; preset=paper|cpu|cpu-full|tiny):")
+            lines.append(f"config keys (config=file.yaml|json as the base, then key=value; preset={'|'.join(PRESETS)}):")
         lines += describe_keys(RunConfig)
     elif command == "sasrec":
         from sidrec.config import SASRecRunConfig

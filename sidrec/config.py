@@ -65,7 +65,9 @@ class TokenizerConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "encoder_decoder"  # encoder_decoder | decoder_only
+    # encoder_decoder | decoder_only: generate the next item's SID token by token (beam search);
+    # item_sid: one position per history item, scores every catalog item exactly (sidrec/models/item_sid).
+    arch: str = "encoder_decoder"
     num_layers: int = 4  # per stack for encoder-decoder; decoder-only uses 2x this (same budget)
     num_heads: int = 6
     d_model: int = 128
@@ -84,6 +86,13 @@ class ModelConfig:
     # over a user's SID sequence predicts the next item at every position, no BOS separator; same
     # targets as sliding windows for far fewer tokens (SASRec-style training).
     objective: str = "next_item"
+    # item_sid only. head: catalog (one softmax over all items, item vectors composed from their SID
+    # codes and text) | levels (RPG-style: one softmax per SID level, an item scores the sum of its
+    # codes' log-probabilities). item_inputs: what an item vector is built from: codes, text, or
+    # codes,text. text_sim: add a learnt weight x cosine(item text, text of the last history item).
+    head: str = "catalog"
+    item_inputs: str = "codes,text"
+    text_sim: bool = False
 
 
 @dataclass
@@ -92,8 +101,14 @@ class TrainConfig:
     weight_decay: float = 1e-6
     batch_size: int = 256
     max_steps: int = 100_000
-    max_minutes: float = 0.0  # wall-clock cap (0 = none)
+    # > 0: the budget in epochs (passes over the training samples), whatever the dataset's size;
+    # replaces max_steps. Presets use it, so the same preset means the same training on any data.
+    max_epochs: float = 0.0
+    # A safety limit on wall-clock minutes (0 = none). It makes a run depend on the machine's load:
+    # the output says so when it ends a run. (It also anneals the LR schedule by elapsed time.)
+    max_minutes: float = 0.0
     val_every: int = 100  # validate every N steps
+    val_every_epochs: float = 0.0  # > 0: validate every N epochs instead (replaces val_every)
     patience: int = 10  # early stop after N validations without improvement of early_stop_metric
     early_stop_metric: str = "ndcg@10"
     select_metric: str = "recall@10"  # the checkpoint with the best value is tested
@@ -195,7 +210,7 @@ class SASRecRunConfig:
     ks = RunConfig.ks
 
 
-# Shared by the CPU presets below.
+# Shared by the encoder-decoder CPU presets below.
 CPU_MODEL = {
     "model.num_layers": "2",
     "model.num_heads": "4",
@@ -218,39 +233,70 @@ CPU_TRAINING = {
     "train.select_metric": "ndcg@10",
 }
 
-# A preset is a named bundle of overrides, applied before the command line's own overrides.
+# The item-level SID model (model.arch=item_sid) as the CPU presets train it: SASRec's shape (2 layers,
+# 64 wide, histories of 50) over item vectors composed of SID codes + projected text, a softmax over
+# the catalog at every position, the learnt text-similarity term (docs/results.md, "An item-level
+# semantic-ID model"). fp32: exact and repeatable on CPU, and bf16 gains little at this width.
+ITEM_SID_CPU = {
+    "tokenizer.steps_per_level": "300",
+    "tokenizer.rqvae_steps": "2000",
+    "model.arch": "item_sid",
+    "model.head": "catalog",
+    "model.item_inputs": "codes,text",
+    "model.text_sim": "true",
+    "model.max_history": "50",
+    "model.d_model": "64",
+    "model.num_layers": "2",
+    "model.num_heads": "2",
+    "model.d_ff": "256",
+    "model.dropout": "0.2",
+    "train.batch_size": "128",
+    "train.lr": "1e-3",
+    "train.lr_schedule": "cosine",
+    "train.warmup_steps": "100",
+    "train.precision": "32-true",
+    "train.val_every_epochs": "1",
+    "train.val_max_users": "0",  # exact ranking of every validation user takes seconds
+    "train.select_metric": "ndcg@10",
+    "train.patience": "1000",  # the budget, not early stopping, ends a run: same command, same training
+}
+
+# A preset is a named bundle of overrides, applied before the command line's own overrides. Budgets
+# are in epochs, so a preset trains the same on any dataset and machine (a slower machine takes
+# longer); train.max_minutes is only a safety limit, reported when it ends a run.
 PRESETS: dict[str, dict[str, str]] = {
     # The paper's configuration (meant for a GPU).
     "paper": {},
-    # The main job on a 2-core CPU (`make run`, <= 15 minutes end to end): the settings that learned
-    # fastest per CPU-minute on validation (docs/results.md, "Learning per CPU-minute"). A smaller
-    # encoder-decoder (2 + 2 layers, 4 heads x 32, MLP 512), encoder positions counted from the most
-    # recent item, length-bucketed batches of 128, bf16 autocast where the CPU has it, peak LR 2e-3
-    # with 100 warm-up steps and cosine decay to 0 at the 8.5-minute training cap, label smoothing
-    # 0.1, gradient clipping at 1. Validation on 2,000 users once per epoch picks the checkpoint.
-    "cpu": {
+    # The main job on a 2-core CPU (`make run`, <= 15 minutes end to end).
+    "cpu": {**ITEM_SID_CPU, "train.max_epochs": "15"},
+    # The same model trained to convergence on a 2-core CPU.
+    "cpu-full": {**ITEM_SID_CPU, "train.max_epochs": "40", "train.max_minutes": "120"},
+    # The paper's encoder-decoder at the settings that learned fastest per CPU-minute on validation
+    # (docs/results.md, "Learning per CPU-minute"; the studies' cpu budget): 2 + 2 layers, 4 heads x
+    # 32, MLP 512, encoder positions counted from the most recent item, length-bucketed batches of
+    # 128, bf16 autocast where the CPU has it, peak LR 2e-3 with 100 warm-up steps and cosine decay
+    # to 0 over 4 epochs (what the former 8.5-minute cap fitted on 2 cores), label smoothing 0.1,
+    # gradient clipping at 1; validation on 2,000 users once per epoch picks the checkpoint.
+    "cpu-encdec": {
         "tokenizer.steps_per_level": "300",
         "tokenizer.rqvae_steps": "2000",
         **CPU_MODEL,
         **CPU_TRAINING,
-        "train.max_steps": "100000",
-        "train.max_minutes": "8.5",
-        "train.val_every": "1027",
+        "train.max_epochs": "4",
+        "train.val_every_epochs": "1",
         "train.val_max_users": "2000",
     },
-    # The same model and training trained to convergence on a 2-core CPU: cosine decay over 30 epochs
-    # (30,810 steps of 128; validation Recall@10 flat over the last five, docs/results.md), validation
-    # on 5,000 users once per epoch, early stop after 4 epochs without NDCG@10 gain (the fixed user
-    # sample makes epoch-to-epoch differences far less noisy than the ~0.0035 standard error of one
-    # Recall@10 value); at most 72 minutes measured on 2 cores, capped at 150.
-    "cpu-full": {
+    # The same encoder-decoder trained to convergence: cosine decay over 30 epochs (validation Recall@10
+    # flat over the last five, docs/results.md), validation on 5,000 users once per epoch, early stop
+    # after 4 epochs without NDCG@10 gain; at most 72 minutes measured on 2 cores, limited to 150.
+    "cpu-encdec-full": {
         "tokenizer.steps_per_level": "300",
         "tokenizer.rqvae_steps": "2000",
         **CPU_MODEL,
         **CPU_TRAINING,
-        "train.max_steps": "30810",
+        "train.max_epochs": "30",
         "train.max_minutes": "150",
-        "train.val_every": "1027",
+        "train.val_every_epochs": "1",
         "train.val_max_users": "5000",
         "train.patience": "4",
     },

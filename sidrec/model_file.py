@@ -25,7 +25,8 @@ def sid_fingerprint(sids: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(sids, dtype=np.int64).tobytes()).hexdigest()[:16]
 
 
-def model_meta(model_cfg: ModelConfig, vocab: SIDVocab, sids: np.ndarray) -> dict:
+def model_meta(model_cfg: ModelConfig, vocab: SIDVocab, sids: np.ndarray, text_dim: int = 0) -> dict:
+    """``text_dim``: width of the item text embeddings an item-scoring model reads (item_sid)."""
     return {
         "format_version": FORMAT_VERSION,
         "model_config": dataclasses.asdict(model_cfg),
@@ -34,6 +35,7 @@ def model_meta(model_cfg: ModelConfig, vocab: SIDVocab, sids: np.ndarray) -> dic
         "target_len": vocab.num_levels,
         "sid_fingerprint": sid_fingerprint(sids),
         "num_items": int(sids.shape[0]),
+        "text_dim": int(text_dim),
     }
 
 
@@ -50,7 +52,8 @@ def build_from_meta(meta: dict) -> torch.nn.Module:
     if meta.get("model") == "sasrec":
         return SASRec(**meta["model_config"])
     vocab = SIDVocab.from_dict(meta["vocab"])
-    return build_model(ModelConfig(**meta["model_config"]), vocab.size, meta["max_source_len"], meta["target_len"])
+    return build_model(ModelConfig(**meta["model_config"]), vocab.size, meta["max_source_len"], meta["target_len"],
+                       level_sizes=vocab.level_sizes, text_dim=meta.get("text_dim", 0))
 
 
 def save_model_file(path: str | Path, model: torch.nn.Module, meta: dict) -> None:

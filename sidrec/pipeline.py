@@ -140,7 +140,7 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     """config -> seed -> data -> split -> embed -> tokenize -> model -> train -> evaluate."""
     from sidrec.model_file import check_meta, load_model_file, model_meta, save_model_file, source_length
     from sidrec.evaluate.evaluation import evaluate
-    from sidrec.models import build_model
+    from sidrec.models import build_model, get_model
     from sidrec.train.fit import fit, validation_subset
 
     run_dir = resolve_run_dir(cfg)
@@ -154,7 +154,7 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     dataset = prepare(cfg, run_dir)
     print(f"dataset: {dataset.stats()}")
     h = cfg.model.max_history
-    if cfg.model.objective == "all_positions":
+    if get_model(cfg.model.arch).trains_on_windows(cfg.model):  # every position a target
         train = training_windows(dataset, h)
     else:
         train = training_samples(dataset, h, cfg.train.sliding_window)
@@ -166,20 +166,22 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
         return {"run_dir": str(run_dir)}
 
     vocab = SIDVocab.for_table(sid_table, cfg.model.num_user_tokens)
-    ranker = build_ranker(cfg.decode, sid_table, vocab)
+    ranker = build_ranker(cfg.decode, sid_table, vocab, item_text=embeddings)
     model_path = run_dir / MODEL
     if model_path.exists():  # trained before (e.g. killed while testing): test it, do not train again
         print(f"{model_path}: trained model found, skipping training")
         model, meta = load_model_file(model_path)
         check_meta(meta, sid_table.sids, vocab, str(model_path))
     else:
-        model = build_model(cfg.model, vocab.size, source_length(cfg.model, vocab), vocab.num_levels)
-        meta = model_meta(cfg.model, vocab, sid_table.sids)
+        model = build_model(cfg.model, vocab.size, source_length(cfg.model, vocab), vocab.num_levels,
+                            level_sizes=vocab.level_sizes, text_dim=embeddings.shape[1])
+        meta = model_meta(cfg.model, vocab, sid_table.sids, text_dim=embeddings.shape[1])
         start = time.perf_counter()
         result = fit(cfg, run_dir, model, ranker, train, valid, meta, resume_from=run_dir / LAST_CHECKPOINT)
         if not result.is_global_zero:  # DDP: rank 0 tests and writes the artifacts
             return {}
-        meta["training"] = {"best_val": result.best_score, "steps": result.steps, "train_samples": len(train),
+        meta["training"] = {"best_val": result.best_score, "steps": result.steps, "stopped": result.stopped,
+                            "train_samples": len(train),
                             "train_minutes": round((time.perf_counter() - start) / 60, 2)}
         save_model_file(model_path, model, meta)
     training = meta.get("training", {})  # absent in model files of older versions

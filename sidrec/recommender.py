@@ -70,15 +70,17 @@ class Recommender:
         # Empty histories (documented fallback): the most popular items of the training interactions.
         counts = np.bincount(training_items(dataset), minlength=dataset.num_items)
         popular = np.argsort(-counts, kind="stable")
-        ranker = build_ranker(self.cfg.decode, sid_table, vocab, self.device, fallback_items=popular)
+        ranker = build_ranker(self.cfg.decode, sid_table, vocab, self.device, fallback_items=popular,
+                              item_text=embeddings)
         new_items = np.arange(self.num_trained_items, dataset.num_items)
         self.new_item_ranker = None
         if self.cfg.decode.cold_start_share > 0 and len(new_items):
-            if not self.cfg.decode.constrained:
+            if not self.cfg.decode.constrained and not getattr(self.model, "ranks_catalog", False):
                 raise ConfigError("decode.cold_start_share needs decode.constrained=true")
             # empty histories: the most recently added items
             self.new_item_ranker = build_ranker(self.cfg.decode, sid_table, vocab, self.device,
-                                                fallback_items=new_items[::-1], items=new_items)
+                                                fallback_items=new_items[::-1], items=new_items,
+                                                item_text=embeddings)
         item_index = dataset.item_index()
         item_index.update({item["asin"]: i for i, item in enumerate(dataset.items) if item.get("asin")})
         self.dataset, self.sid_table, self.ranker, self.item_index = dataset, sid_table, ranker, item_index

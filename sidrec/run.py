@@ -47,11 +47,13 @@ def check_split(split: str, key: str = "split") -> str:
 
 
 def build_ranker(decode: DecodeConfig, sid_table: SIDTable, vocab: SIDVocab, device="cpu",
-                 fallback_items: np.ndarray | None = None, items: np.ndarray | None = None) -> Ranker:
-    """The Ranker a config's ``decode`` section describes."""
+                 fallback_items: np.ndarray | None = None, items: np.ndarray | None = None,
+                 item_text: np.ndarray | None = None) -> Ranker:
+    """The Ranker a config's ``decode`` section describes; ``item_text``: the catalog's text
+    embeddings (read by item-scoring models, model.arch=item_sid)."""
     return Ranker(sid_table, vocab, num_beams=decode.num_beams, constrained=decode.constrained,
                   exclude_history=decode.exclude_history, device=device, fallback_items=fallback_items,
-                  items=items, precision=decode.precision)
+                  items=items, precision=decode.precision, item_text=item_text)
 
 
 def check_model_overrides(model_cfg, trained: dict, source: str) -> None:
@@ -133,7 +135,8 @@ class RunDir:
         return model, meta
 
     def ranker(self, device="cpu", fallback_items: np.ndarray | None = None) -> Ranker:
-        return build_ranker(self.config.decode, self.sid_table, self.vocab, device, fallback_items)
+        return build_ranker(self.config.decode, self.sid_table, self.vocab, device, fallback_items,
+                            item_text=self.embeddings)
 
     def samples(self, split: str) -> Samples:
         """The ``valid`` or ``test`` samples of the run's dataset, with the config's history length."""

@@ -49,7 +49,7 @@ def violations(sources: list[str], forbidden: tuple[str, ...]) -> list[str]:
 
 
 def test_the_package_is_parsed():
-    assert {"sidrec.pipeline", "sidrec.run", "sidrec.decode.ranker", "sidrec.models.encoder_decoder"} <= set(MODULES)
+    assert {"sidrec.pipeline", "sidrec.run", "sidrec.decode.ranker", "sidrec.models.encoder_decoder.network"} <= set(MODULES)
 
 
 def test_data_knows_nothing_of_models_sids_or_training():
@@ -60,14 +60,34 @@ def test_data_knows_nothing_of_models_sids_or_training():
     assert all("torch" not in third_party(m) for m in data)
 
 
-@pytest.mark.parametrize("name", [m for m in MODULES if under(m, "sidrec.models") and m != "sidrec.models"])
-def test_a_model_file_imports_only_torch(name):
-    """... and the shared layers beside it (not the package __init__, which builds models from a config)."""
-    own = {m for m in sidrec_imports(name) if not (under(m, "sidrec.models") and m != "sidrec.models")}
+# A model's glue (its plugin.py, the registry, the shared objectives) connects it to the config and
+# the token layout; everything else under sidrec/models is network code.
+MODEL_GLUE = ("plugin", "registry", "objectives", "__init__")
+NETWORK_FILES = [m for m in MODULES if under(m, "sidrec.models") and MODULES[m].stem not in MODEL_GLUE]
+
+
+@pytest.mark.parametrize("name", NETWORK_FILES)
+def test_a_model_network_imports_only_torch(name):
+    """... and the network files beside it (not the plug-in glue, which builds models from a config)."""
+    own = {m for m in sidrec_imports(name) if not (under(m, "sidrec.models") and m in NETWORK_FILES)}
     assert not own, f"{name} imports {sorted(own)}"
     import sys
 
     assert third_party(name) <= {"torch", "__future__", "dataclasses", "math", "typing"} | set(sys.stdlib_module_names)
+
+
+def test_model_glue_reaches_no_training_pipeline_or_serving():
+    glue = [m for m in MODULES if under(m, "sidrec.models") and m not in NETWORK_FILES]
+    assert not violations(glue, ("sidrec.train", "sidrec.pipeline", "sidrec.run", "sidrec.serve", "sidrec.decode",
+                                 "sidrec.recommender", "sidrec.data", "sidrec.evaluate"))
+
+
+def test_every_registered_model_is_a_plugin_folder():
+    from sidrec.models import MODELS
+
+    for name in MODELS:
+        folder = PACKAGE / "models" / name
+        assert (folder / "network.py").is_file() and (folder / "plugin.py").is_file(), name
 
 
 def test_decoding_depends_on_the_sid_table_not_on_models_or_training():

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import sys
+import time
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from sidrec.config import RunConfig
 from sidrec.data.split import Samples
 from sidrec.decode.ranker import Ranker
-from sidrec.train.data import batch_loader
+from sidrec.train.data import ShardedBatchSampler, batch_loader
 from sidrec.errors import ConfigError
 from sidrec.train.module import LR_SCHEDULES, GenerativeRecommender
 
@@ -52,6 +54,7 @@ class FitResult:
     best_score: float
     steps: int
     is_global_zero: bool
+    stopped: str = "budget"  # budget | early_stop | time_limit (train.max_minutes)
 
 
 class AtomicCheckpoint(ModelCheckpoint):
@@ -66,6 +69,65 @@ class AtomicCheckpoint(ModelCheckpoint):
         self._last_checkpoint_saved = filepath
 
 
+class LogProgress(Callback):
+    """Plain progress lines for logs (output not on a terminal, where the progress bar shows nothing):
+    one every ``share`` of the budget and one per validation."""
+
+    def __init__(self, max_steps: int, steps_per_epoch: int, share: float = 0.05):
+        self.max_steps, self.steps_per_epoch = max_steps, steps_per_epoch
+        self.every = max(1, round(share * max_steps))
+        self.start = time.monotonic()
+        self.first_step = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start, self.first_step = time.monotonic(), trainer.global_step  # a resumed run counts from here
+
+    def _line(self, trainer, what: str) -> str:
+        step = trainer.global_step
+        minutes = (time.monotonic() - self.start) / 60
+        done = (step - self.first_step) / max(1, self.max_steps - self.first_step)
+        eta = minutes / done * (1 - done) if done > 0 else float("nan")
+        loss = trainer.callback_metrics.get("train/loss")
+        loss = f", loss {float(loss):.4f}" if loss is not None else ""
+        return (f"{what}: step {step}/{self.max_steps} ({100 * step / self.max_steps:.0f}%), epoch "
+                f"{step / self.steps_per_epoch:.2f}{loss}, {minutes:.1f} min elapsed, ETA {eta:.1f} min")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.is_global_zero and trainer.global_step % self.every == 0:
+            print(self._line(trainer, "training"), flush=True)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            metrics = {k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items()
+                       if k.startswith("val/") and "@" in k}
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+            print(self._line(trainer, "validation") + f", {shown}", flush=True)
+
+
+def steps_per_epoch(cfg: RunConfig, num_samples: int) -> int:
+    """Optimizer steps in one pass over ``num_samples`` training samples (per DDP rank)."""
+    lengths = np.zeros(num_samples) if cfg.train.bucketed else None  # only the count matters here
+    return max(1, len(ShardedBatchSampler(num_samples, cfg.train.batch_size, True, cfg.seed, 0,
+                                          max(1, cfg.train.devices), True, lengths)))
+
+
+def resolve_budget(cfg: RunConfig, num_samples: int) -> RunConfig:
+    """``train.max_epochs`` / ``train.val_every_epochs`` turned into steps for this dataset (a copy)."""
+    t = cfg.train
+    if t.max_epochs < 0 or t.val_every_epochs < 0:
+        raise ConfigError(f"train.max_epochs={t.max_epochs}, train.val_every_epochs={t.val_every_epochs}: "
+                          "expected >= 0 (0 = use the step counts)")
+    per_epoch = steps_per_epoch(cfg, num_samples)
+    max_steps = max(1, round(t.max_epochs * per_epoch)) if t.max_epochs > 0 else t.max_steps
+    val_every = max(1, round(t.val_every_epochs * per_epoch)) if t.val_every_epochs > 0 else t.val_every
+    if max_steps < 1 or val_every < 1:
+        raise ConfigError(f"train.max_steps={max_steps}, train.val_every={val_every}: expected >= 1")
+    print(f"budget: {max_steps} steps ({max_steps / per_epoch:g} epochs of {per_epoch} steps), "
+          f"validation every {val_every} steps"
+          + (f", wall-clock limit {t.max_minutes:g} min" if t.max_minutes > 0 else ""))
+    return replace(cfg, train=replace(t, max_steps=max_steps, val_every=val_every))
+
+
 def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, train: Samples, valid: Samples,
         meta: dict, resume_from: Path | None = None) -> FitResult:
     """Lightning fit; on return ``model`` holds the weights of the best validation checkpoint.
@@ -75,6 +137,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
     training continues from it."""
     if cfg.train.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.lr_schedule={cfg.train.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+    cfg = resolve_budget(cfg, len(train))
     module = GenerativeRecommender(model, ranker, cfg, meta)
     module.num_train_samples = len(train)
     accelerator = cfg.train.accelerator
@@ -98,7 +161,10 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
                                   mode="max", save_top_k=1, save_last=True, enable_version_counter=False)
     early_stop = EarlyStopping(monitor=f"val/{cfg.train.early_stop_metric}", mode="max", patience=cfg.train.patience,
                                check_on_train_epoch_end=False)
-    trainer = L.Trainer(callbacks=[checkpoint, early_stop], **trainer_kwargs)
+    callbacks = [checkpoint, early_stop]
+    if not sys.stdout.isatty():
+        callbacks.append(LogProgress(cfg.train.max_steps, steps_per_epoch(cfg, len(train))))
+    trainer = L.Trainer(callbacks=callbacks, **trainer_kwargs)
     rank, world = trainer.global_rank, trainer.world_size
     train_loader = batch_loader(train, cfg.train.batch_size, True, cfg.seed, rank, world, True, cfg.train.num_workers,
                                 bucketed=cfg.train.bucketed)
@@ -118,8 +184,14 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     score = checkpoint.best_model_score
-    return FitResult(best, float(score) if score is not None else float("nan"), int(trainer.global_step),
-                     trainer.is_global_zero)
+    steps = int(trainer.global_step)
+    stopped = ("budget" if steps >= cfg.train.max_steps else
+               "early_stop" if early_stop.wait_count >= early_stop.patience else "time_limit")
+    if stopped == "time_limit":
+        print(f"stopped by the wall-clock limit train.max_minutes={cfg.train.max_minutes:g} after {steps} of "
+              f"{cfg.train.max_steps} steps: this result depends on the machine's speed and load")
+    return FitResult(best, float(score) if score is not None else float("nan"), steps, trainer.is_global_zero,
+                     stopped)
 
 
 def validation_subset(samples: Samples, max_users: int, seed: int) -> Samples:

@@ -9,12 +9,11 @@ import time
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sidrec.config import RunConfig
 from sidrec.evaluate.metrics import compute_metrics
 from sidrec.decode.ranker import Ranker
-from sidrec.tokenize.vocab import PAD
+from sidrec.models import get_model
 
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -40,6 +39,7 @@ class GenerativeRecommender(L.LightningModule):
     def __init__(self, model: torch.nn.Module, ranker: Ranker, cfg: RunConfig, artifact_meta: dict):
         super().__init__()
         self.model, self.ranker, self.cfg = model, ranker, cfg
+        self.plugin = get_model(cfg.model.arch)  # its training objective
         self.artifact_meta = artifact_meta  # model config, vocab, SID-table fingerprint: stored in checkpoints
         self.ks = cfg.ks()
         self._ranked: list[np.ndarray] = []
@@ -66,24 +66,8 @@ class GenerativeRecommender(L.LightningModule):
         for group in self.optimizers().optimizer.param_groups:
             group["lr"] = lr
 
-    def _loss_inputs(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits, labels, aux_loss) of the batch under the model's training objective."""
-        batcher = self.ranker.batcher
-        if self.cfg.model.objective == "all_positions":
-            # The window (history + target item) is one causal sequence; every item but the first is a target.
-            tokens, mask, labels = batcher.sequence(torch.cat([batch["histories"], batch["targets"][:, None]], dim=1),
-                                                    batch["users"])
-            logits, aux_loss = self.model.sequence_logits(tokens, mask)
-            return logits, labels, aux_loss
-        input_ids, mask = batcher.inputs(batch["histories"], batch["users"])
-        decoder_input_ids, labels = batcher.targets(batch["targets"])
-        logits, aux_loss = self.model(input_ids, mask, decoder_input_ids)
-        return logits, labels, aux_loss
-
     def training_step(self, batch, batch_idx):
-        logits, labels, aux_loss = self._loss_inputs(batch)
-        ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=PAD,
-                             label_smoothing=self.cfg.train.label_smoothing)
+        ce, aux_loss = self.plugin.loss(self.model, batch, self.ranker, self.cfg.train.label_smoothing)
         loss = ce + self.cfg.model.moe_aux_weight * aux_loss
         batch_size = len(batch["targets"])
         self.log("train/loss", ce.detach(), prog_bar=True, batch_size=batch_size)

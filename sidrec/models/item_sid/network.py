@@ -1,0 +1,180 @@
+"""An item-level semantic-ID model: one position per history item, trained at every position.
+
+Each item is represented by its semantic ID, not by a free per-item id:
+
+    item vector v_i = sum_l code_emb_l[sid_i,l] + text_proj(text_i)
+
+(``text_i`` is the frozen text embedding the SID was quantised from; either part can be off). A causal
+transformer reads the history's item vectors (SASRec's layout: left padding, positions counted from
+the most recent item) and its state h_t at every position predicts the next item.
+
+Heads (``head``):
+  catalog  score(i) = h . out_i with out_i composed from the item's codes (and text) like v_i: an
+           exact softmax over the whole catalog, the next-item cross-entropy of SASRec.
+  levels   RPG-style parallel heads: one softmax per SID level over that level's codes, trained with
+           a cross-entropy per level; an item's score is the sum of its codes' log-probabilities.
+Both rank the whole catalog exactly (a matmul or a gather and a top-k): no beam search, no invalid
+item. ``text_sim`` adds w * cos(text_i, text of the last history item), w learnt, to every score.
+
+New items (cold start) only need a SID and a text embedding: the network holds no per-item weight,
+so the catalog is passed in rather than stored: any object with ``sids`` (N, L) long digits and
+``text`` (N, D) unit text embeddings (D may be 0 when the model reads no text), such as the
+Ranker's ``ItemFeatures``. Plain PyTorch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sidrec.models.sasrec import SelfAttentionBlock
+
+PAD_ITEM = -1
+HEADS = ("catalog", "levels")
+
+
+@dataclass
+class ItemSIDConfig:
+    level_sizes: tuple[int, ...]  # values per SID digit (the de-dup digit included when present)
+    text_dim: int = 0  # width of the catalog's text embeddings; 0 = the model reads no text
+    use_codes: bool = True  # SID code embeddings in the item vectors
+    text_input: bool = True  # a projection of the text embedding in the item vectors (needs text_dim)
+    head: str = "catalog"  # catalog | levels
+    tie_output: bool = True  # catalog head: out_i = v_i (else separate output code embeddings)
+    text_sim: bool = False  # add a learnt weight times cos(text_i, text of the last item)
+    max_history: int = 50
+    d_model: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    d_ff: int = 256
+    dropout: float = 0.2
+
+
+class ItemComposer(nn.Module):
+    """Item vectors from SID codes (one embedding table per level, offsets into one matrix) + text."""
+
+    def __init__(self, cfg: ItemSIDConfig):
+        super().__init__()
+        offsets = torch.tensor([0, *cfg.level_sizes[:-1]]).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.codes = nn.Embedding(sum(cfg.level_sizes), cfg.d_model) if cfg.use_codes else None
+        self.text = nn.Linear(cfg.text_dim, cfg.d_model, bias=False) if cfg.text_dim and cfg.text_input else None
+        if self.codes is not None:
+            nn.init.normal_(self.codes.weight, std=0.02)
+
+    def forward(self, sids: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """(..., L) digits and (..., D) text -> (..., d_model)"""
+        out = 0
+        if self.codes is not None:
+            # Digits beyond a level's size (a de-dup digit of items added later) share the last row.
+            sizes = torch.diff(torch.cat([self.offsets, self.offsets.new_tensor([self.codes.num_embeddings])]))
+            out = self.codes(sids.clamp(max=sizes - 1) + self.offsets).sum(-2)
+        if self.text is not None:
+            out = out + self.text(text.to(self.text.weight.dtype))
+        return out
+
+
+class ItemSID(nn.Module):
+    ranks_catalog = True  # exact scores over the catalog (Ranker: a top-k, not a beam search)
+
+    def __init__(self, cfg: ItemSIDConfig):
+        super().__init__()
+        if cfg.head not in HEADS:
+            raise ValueError(f"head={cfg.head!r}: expected one of {', '.join(HEADS)}")
+        if not cfg.use_codes and not (cfg.text_input and cfg.text_dim):
+            raise ValueError("an item vector needs SID codes or text (use_codes=False needs text_input and text_dim > 0)")
+        if cfg.head == "levels" and not cfg.use_codes:
+            raise ValueError("head=levels predicts SID codes: it needs use_codes=True")
+        self.cfg = cfg
+        d = cfg.d_model
+        self.items = ItemComposer(cfg)
+        self.out_items = None if cfg.tie_output or cfg.head == "levels" else ItemComposer(cfg)
+        self.pos_emb = nn.Embedding(cfg.max_history, d)
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(SelfAttentionBlock(d, cfg.num_heads, cfg.d_ff, cfg.dropout)
+                                    for _ in range(cfg.num_layers))
+        self.final_ln = nn.LayerNorm(d)
+        # levels head: one projection of the state per level, against that level's code embeddings.
+        self.level_proj = nn.Linear(d, d * len(cfg.level_sizes)) if cfg.head == "levels" else None
+        self.sim_weight = nn.Parameter(torch.tensor(5.0)) if cfg.text_sim and cfg.text_dim else None
+        nn.init.normal_(self.pos_emb.weight, std=0.02)
+
+    # -- the causal pass -------------------------------------------------------------------------
+
+    def hidden(self, items: torch.Tensor, catalog) -> torch.Tensor:
+        """(B, T) item indices (-1 = left padding) -> (B, T', d) states of the last T' <= T columns (those
+        that are padding in every row are dropped); position t has seen items[:, :t+1]."""
+        if items.shape[1] > self.cfg.max_history:
+            items = items[:, -self.cfg.max_history:]
+        real_columns = (items >= 0).any(0).nonzero()
+        if len(real_columns):  # drop the columns that are padding in every row (positions count from the end)
+            items = items[:, int(real_columns[0]):]
+        b, t = items.shape
+        pad = items < 0
+        safe = items.clamp(min=0)
+        x = self.items(catalog.sids[safe], catalog.text[safe])
+        # From the end: the most recent item keeps its position whatever the history length.
+        positions = torch.arange(self.cfg.max_history - t, self.cfg.max_history, device=items.device)
+        x = self.emb_drop(x + self.pos_emb(positions)[None]) * (~pad)[..., None]
+        allowed = torch.ones(t, t, dtype=torch.bool, device=items.device).tril()[None] & ~pad[:, None, :]
+        allowed = allowed | torch.eye(t, dtype=torch.bool, device=items.device)[None]  # no empty rows
+        for block in self.blocks:
+            x = block(x, allowed[:, None]) * (~pad)[..., None]
+        return self.final_ln(x)
+
+    # -- scores over the catalog -----------------------------------------------------------------
+
+    def output_vectors(self, catalog) -> torch.Tensor:
+        """(N, d) output item vectors of the catalog head."""
+        composer = self.out_items if self.out_items is not None else self.items
+        return composer(catalog.sids, catalog.text)
+
+    def level_log_probs(self, states: torch.Tensor) -> list[torch.Tensor]:
+        """(M, d) states -> per level (M, size_l) log-probabilities of that level's codes."""
+        sizes = list(self.cfg.level_sizes)
+        per_level = self.level_proj(states).chunk(len(sizes), dim=-1)
+        tables = self.items.codes.weight.split(sizes)
+        return [F.log_softmax((s @ w.T).float(), dim=-1) for s, w in zip(per_level, tables)]
+
+    def scores(self, states: torch.Tensor, catalog, last_items: torch.Tensor | None = None,
+               out_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, d) states -> (M, N) scores of every catalog item. ``last_items`` (M,): the most recent
+        history item of each state, for the text-similarity term. ``out_vectors``: precomputed
+        ``output_vectors(catalog)``."""
+        if self.cfg.head == "catalog":
+            out = self.output_vectors(catalog) if out_vectors is None else out_vectors
+            scores = (states @ out.T.to(states.dtype)).float()
+        else:
+            sids = catalog.sids.clamp(max=torch.tensor(self.cfg.level_sizes, device=states.device) - 1)
+            scores = sum(lp[:, sids[:, l]] for l, lp in enumerate(self.level_log_probs(states)))
+        if self.sim_weight is not None and last_items is not None:
+            text = catalog.text.float()
+            scores = scores + self.sim_weight * (text[last_items] @ text.T)
+        return scores
+
+    # -- training and inference --------------------------------------------------------------------
+
+    def loss(self, items: torch.Tensor, catalog, label_smoothing: float = 0.0) -> torch.Tensor:
+        """(B, T + 1) item sequences (-1 = left padding): every item after the first real one is the
+        target of the state before it. Mean next-item cross-entropy over those targets."""
+        states = self.hidden(items[:, :-1], catalog)
+        inputs, labels = items[:, -states.shape[1] - 1:-1], items[:, -states.shape[1]:]
+        keep = (inputs >= 0) & (labels >= 0)
+        states = states[keep]
+        targets, last = labels[keep], inputs[keep]
+        if self.cfg.head == "levels":
+            sids = catalog.sids[targets]
+            losses = [F.nll_loss(lp, sids[:, l].clamp(max=lp.shape[1] - 1)) for l, lp in
+                      enumerate(self.level_log_probs(states))]
+            loss = torch.stack(losses).sum()
+            if self.sim_weight is not None:  # the similarity term is trained through a catalog softmax
+                loss = loss + F.cross_entropy(self.scores(states, catalog, last), targets)
+            return loss
+        return F.cross_entropy(self.scores(states, catalog, last), targets, label_smoothing=label_smoothing)
+
+    def user_states(self, histories: torch.Tensor, catalog) -> torch.Tensor:
+        """(B, H) left-padded histories (each with >= 1 item) -> (B, d) states that score the next item."""
+        return self.hidden(histories, catalog)[:, -1]
