@@ -10,6 +10,8 @@ Commands:
   serve      HTTP service over a finished run: ``sidrec serve run_dir=runs/... [port=8000 max_batch=64 ...]``
   add-items  cold start: ``sidrec add-items run_dir=runs/... items=new_items.jsonl`` (no retraining)
   sasrec     SASRec baseline, same split and metrics: ``sidrec sasrec [seeds=3] [sasrec.dropout=0.5 ...]``
+  popularity most-popular baseline, same split and metrics: ``sidrec popularity [data.* ...] [eval.ks=5,10,20]``
+  lookup     text nearest-neighbour baseline (no training): ``sidrec lookup [lookup.last_n=3] [lookup.exclude_history=false ...]``
   experiment a paper study: ``sidrec experiment <study> dataset=beauty seeds=3 budget=tiny|cpu|paper`` (``list``)
   report     rebuild a study's report: ``sidrec report runs/experiments/<study>-<dataset>``
 
@@ -208,7 +210,19 @@ def cmd_predict(args: list[str]) -> None:
 
 
 def cmd_sasrec(args: list[str]) -> None:
-    from sidrec.baselines import cli
+    from sidrec.baselines.sasrec import cli
+
+    cli(args)
+
+
+def cmd_popularity(args: list[str]) -> None:
+    from sidrec.baselines.popularity import cli
+
+    cli(args)
+
+
+def cmd_lookup(args: list[str]) -> None:
+    from sidrec.baselines.lookup import cli
 
     cli(args)
 
@@ -275,11 +289,14 @@ def command_help(command: str) -> str:
         else:
             lines.append(f"config keys (config=file.yaml|json as the base, then key=value; preset={'|'.join(PRESETS)}):")
         lines += describe_keys(RunConfig)
-    elif command == "sasrec":
-        from sidrec.config import SASRecRunConfig
+    elif command in ("sasrec", "popularity", "lookup"):
+        from sidrec.config import LookupRunConfig, PopularityRunConfig, SASRecRunConfig
 
-        lines += ["seeds=N|a,b,c  several seeds", "config keys (config=file.yaml|json as the base, then key=value):"]
-        lines += describe_keys(SASRecRunConfig)
+        if command == "sasrec":
+            lines.append("seeds=N|a,b,c  several seeds")
+        lines.append("config keys (config=file.yaml|json as the base, then key=value):")
+        lines += describe_keys({"sasrec": SASRecRunConfig, "popularity": PopularityRunConfig,
+                                "lookup": LookupRunConfig}[command])
     return "\n".join(lines)
 
 
@@ -294,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     command, args = argv[0], argv[1:]
     handlers = {"run": cmd_run, "train": cmd_run, "prepare": cmd_prepare, "tokenize": cmd_tokenize,
                 "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "add-items": cmd_add_items, "sasrec": cmd_sasrec,
+                "popularity": cmd_popularity, "lookup": cmd_lookup,
                 "experiment": cmd_experiment, "report": cmd_report}
     if command not in handlers:
         print(f"error: unknown command {command!r} (have: {', '.join(handlers)})", file=sys.stderr)

@@ -210,6 +210,52 @@ class SASRecRunConfig:
     ks = RunConfig.ks
 
 
+@dataclass
+class PopularityRunConfig:
+    """``sidrec popularity``'s config: every user gets the items with the most training interactions."""
+
+    run_dir: str = ""  # "" = runs/popularity-<dataset>-<timestamp>
+    preset: str = ""  # none defined; kept so config files of every command read alike
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    to_dict = RunConfig.to_dict
+    to_json = RunConfig.to_json
+    ks = RunConfig.ks
+
+
+@dataclass
+class LookupConfig:
+    """The text lookup baseline (``sidrec lookup``): the catalog ranked by cosine similarity of the
+    item text embeddings (the pipeline's embed stage) to the user's most recent history items."""
+
+    # The query: the last n history items' unit embeddings, averaged with recency weights
+    # (the most recent item weighs 1, the one before it decay, then decay^2, ...).
+    last_n: int = 1
+    decay: float = 0.5  # in (0, 1]; 1 = plain average of the last n items
+    # Never rank the user's history items; false: only the query's own items are excluded (each
+    # item is its own nearest neighbour), anything else in the history may be recommended again.
+    exclude_history: bool = True
+    batch_size: int = 1024  # users per similarity matmul
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class LookupRunConfig:
+    """``sidrec lookup``'s config: the main run's data, encoder and eval sections, ``lookup.*``."""
+
+    run_dir: str = ""  # "" = runs/lookup-<dataset>-<timestamp>
+    preset: str = ""  # none defined; kept so config files of every command read alike
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lookup: LookupConfig = field(default_factory=LookupConfig)
+
+    to_dict = RunConfig.to_dict
+    to_json = RunConfig.to_json
+    ks = RunConfig.ks
+
+
 # Shared by the encoder-decoder CPU presets below.
 CPU_MODEL = {
     "model.num_layers": "2",
@@ -380,7 +426,7 @@ def apply_overrides(cfg, overrides: list[str] | None, presets: dict[str, dict[st
     preset = next((v for k, v in pairs if k == "preset"), preset)
     if preset:
         if preset not in presets:
-            raise ConfigError(f"unknown preset {preset!r} (have: {', '.join(presets)})")
+            raise ConfigError(f"unknown preset {preset!r} (have: {', '.join(presets) or 'none'})")
         for key, value in presets[preset].items():
             set_value(cfg, key, value)
     for key, value in pairs:
@@ -443,6 +489,23 @@ def build_config(overrides: list[str] | None = None, base=None, presets: dict | 
 def build_sasrec_config(overrides: list[str] | None = None) -> SASRecRunConfig:
     """The SASRec baseline's config, by the rules of ``build_config``."""
     return build_config(overrides, presets=SASREC_PRESETS, factory=SASRecRunConfig)
+
+
+def build_popularity_config(overrides: list[str] | None = None) -> PopularityRunConfig:
+    """The popularity baseline's config, by the rules of ``build_config`` (no presets)."""
+    return build_config(overrides, presets={}, factory=PopularityRunConfig)
+
+
+def build_lookup_config(overrides: list[str] | None = None) -> LookupRunConfig:
+    """The text lookup baseline's config, by the rules of ``build_config`` (no presets), checked."""
+    cfg = build_config(overrides, presets={}, factory=LookupRunConfig)
+    if cfg.lookup.last_n < 1:
+        raise ConfigError(f"lookup.last_n={cfg.lookup.last_n}: expected an integer >= 1")
+    if not 0 < cfg.lookup.decay <= 1:
+        raise ConfigError(f"lookup.decay={cfg.lookup.decay}: expected a number in (0, 1]")
+    if cfg.lookup.batch_size < 1:
+        raise ConfigError(f"lookup.batch_size={cfg.lookup.batch_size}: expected an integer >= 1")
+    return cfg
 
 
 def check_ks(value: str) -> list[int]:

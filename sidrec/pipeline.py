@@ -64,7 +64,7 @@ def check_reusable(cfg: RunConfig, run_dir: Path) -> None:
     sections = ["data", "encoder"] + (["tokenizer", "seed"] if (run_dir / "sid_table.npz").exists() else [])
     if (run_dir / MODEL).exists() or (run_dir / LAST_CHECKPOINT).exists():
         sections += ["model", "train"]  # config.json must keep describing the trained (or resumable) model
-    for section in sections:
+    for section in [s for s in sections if s in current]:  # the baselines' configs lack some sections
         old, new = previous.get(section), current[section]
         if isinstance(new, dict):
             diff = sorted(k for k in new if k not in REUSE_IGNORED.get(section, ()) and (old or {}).get(k) != new[k])

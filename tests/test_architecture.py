@@ -118,6 +118,14 @@ def test_serving_never_reaches_training_or_experiments(entry):
     assert all("lightning" not in third_party(m) for m in modules)
 
 
+def test_the_text_lookup_scores_need_no_training():
+    """``sidrec.evaluate.lookup`` is fused with trained models' scores anywhere, serving included."""
+    modules = reachable("sidrec.evaluate.lookup")
+    bad = sorted(m for m in modules if under(m, "sidrec.train", "sidrec.pipeline", "sidrec.baselines", "sidrec.models"))
+    assert not bad, f"sidrec.evaluate.lookup reaches {bad}"
+    assert third_party("sidrec.evaluate.lookup") <= {"__future__", "numpy", "torch"}
+
+
 def test_nothing_imports_experiments_or_the_cli():
     outside = [m for m in MODULES if not under(m, "sidrec.experiments", "sidrec.cli")]
     assert not violations(outside, ("sidrec.experiments", "sidrec.cli"))

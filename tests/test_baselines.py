@@ -1,4 +1,4 @@
-"""``sidrec sasrec`` (sidrec/baselines.py): the run directory, pinned metrics, seeds, errors."""
+"""``sidrec sasrec`` (sidrec/baselines/sasrec.py): the run directory, pinned metrics, seeds, errors."""
 
 import json
 

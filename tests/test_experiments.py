@@ -72,6 +72,19 @@ def test_study_writes_runs_table_csv_and_plot(study):
     assert (d / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_report_has_the_baselines_on_the_same_data(study):
+    d = study["dir"]
+    text = (d / "report.md").read_text()
+    for name, label in (("popularity", "Most popular"), ("lookup", "Text lookup")):
+        metrics = json.loads((d / "baselines" / name / "metrics.json").read_text())
+        assert metrics["model"] == name
+        config = json.loads((d / "baselines" / name / "config.json").read_text())
+        assert config["data"]["path"] == str(study["data"]) and config["data"]["name"] == "tiny"
+        line = next(line for line in text.splitlines() if line.startswith(f"| {label}"))
+        assert line.endswith(" | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
+    assert [r["row"] for r in _read_csv(d / "report.csv")] == ["constrained", "free_form"]  # study rows only
+
+
 def test_report_paper_column_matches_the_stored_tables(study):
     rows = _read_csv(study["dir"] / "report.csv")
     text = (study["dir"] / "report.md").read_text()

@@ -51,11 +51,28 @@ def collect(study_dir: Path) -> tuple[dict, list[dict]]:
     return exp, rows
 
 
+BASELINES = "baselines"  # <study>/baselines/<name>: the baseline commands' run directories
+BASELINE_LABELS = {"popularity": "Most popular (`sidrec popularity`)",
+                   "lookup": "Text lookup, last item, history excluded (`sidrec lookup`)",
+                   # not run by the study (it trains): `sidrec sasrec run_dir=<study>/baselines/sasrec` adds the row
+                   "sasrec": "SASRec (`sidrec sasrec`)"}
+
+
+def collect_baselines(study_dir: Path) -> list[dict]:
+    """The finished baseline runs under ``<study>/baselines/`` (``run_baselines``), in a fixed order."""
+    rows = []
+    for name, label in BASELINE_LABELS.items():
+        path = study_dir / BASELINES / name / "metrics.json"
+        if path.exists():
+            rows.append({"name": name, "label": label, **json.loads(path.read_text())})
+    return rows
+
+
 def _cell(stat) -> str:
     return "—" if stat is None else f"{stat[0]:.4f} ± {stat[1]:.4f}"
 
 
-def markdown(exp: dict, rows: list[dict]) -> str:
+def markdown(exp: dict, rows: list[dict], baselines: list[dict] | None = None) -> str:
     timing = any(r["decode_ms_per_user"] for r in rows)
     head = ["row", "seeds"] + [h for m in METRICS for h in (NAMES[m], "paper")] + (["decode ms/user"] if timing else [])
     head += ["steps", "min/run"]
@@ -83,6 +100,11 @@ def markdown(exp: dict, rows: list[dict]) -> str:
               "embedding and tokenization not included.", "",
               f"Overrides for every run: `{' '.join(exp['overrides'])}`. Per row: "
               + "; ".join(f"{r['name']}: `{' '.join(o['overrides'])}`" for r, o in zip(rows, exp["rows"])) + "."]
+    if baselines:
+        lines += ["", "Baselines on the same data, split and metrics (no training, deterministic: no seeds):", "",
+                  "| baseline | " + " | ".join(NAMES[m] for m in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+        lines += ["| " + " | ".join([b["label"], *(f"{b[m]:.4f}" if m in b else "—" for m in METRICS)]) + " |"
+                  for b in baselines]
     return "\n".join(lines) + "\n"
 
 
@@ -140,7 +162,7 @@ def write_report(study_dir: str | Path) -> dict[str, Path]:
     study_dir = Path(study_dir)
     exp, rows = collect(study_dir)
     paths = {"markdown": study_dir / "report.md", "csv": study_dir / "report.csv", "plot": study_dir / "report.png"}
-    text = markdown(exp, rows)
+    text = markdown(exp, rows, collect_baselines(study_dir))
     write_text(paths["markdown"], text)
     write_csv(paths["csv"], rows)
     plot(paths["plot"], exp, rows)

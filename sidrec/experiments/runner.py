@@ -6,6 +6,7 @@ RK-Means encoder-decoder, a row of most studies) adopts that run instead of trai
 
     runs/experiments/<study>-<dataset>/experiment.json        what was asked (rebuilds the report)
     runs/experiments/<study>-<dataset>/<row>/seed-<s>/        a normal run directory (metrics.json)
+    runs/experiments/<study>-<dataset>/baselines/{popularity,lookup}/  the baselines' runs (report rows)
     runs/experiments/<study>-<dataset>/report.{md,csv,png}
     runs/experiments/_shared/{data,emb,sid}-<key>/            artifacts shared across rows and studies
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from sidrec.config import RunConfig, build_config, parse_overrides, parse_seeds
 from sidrec.errors import ConfigError, DataError
+from sidrec.experiments.report import BASELINES
 from sidrec.experiments.studies import STUDIES, Study, get_study
 from sidrec.io import write_json
 
@@ -301,6 +303,28 @@ def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict) -> None:
             _fail(run_dir, where, counts, f"exit {proc.returncode}; output in {run_dir / 'run.log'}\n")
 
 
+def run_baselines(exp: Experiment) -> None:
+    """Popularity and the text lookup (``sidrec popularity`` / ``sidrec lookup``) on the study's
+    data, split and metrics, into ``<study>/baselines/<name>`` for the report. Deterministic and
+    seconds long, so run once (not per seed) and skipped when finished; a failure is reported, not
+    fatal to the study."""
+    from sidrec.baselines import run_lookup, run_popularity
+    from sidrec.config import build_lookup_config, build_popularity_config
+    from sidrec.errors import SidrecError
+
+    common = [o for o in exp.overrides if o.startswith(("data.", "eval.ks="))]
+    encoder = [o for o in exp.overrides if o.startswith("encoder.")]
+    for name, build, run, extra in (("popularity", build_popularity_config, run_popularity, []),
+                                    ("lookup", build_lookup_config, run_lookup, encoder)):
+        run_dir = exp.directory / BASELINES / name
+        if (run_dir / "metrics.json").exists():
+            continue
+        try:
+            run(build(common + extra + [f"run_dir={run_dir}"]), progress=False)
+        except SidrecError as exc:
+            print(f"warning: baseline {name} failed, left out of the report: {exc}")
+
+
 def run_experiment(exp: Experiment, progress: bool = True) -> dict:
     """Run every unfinished (row, seed), then write the report. Returns counts and report paths.
 
@@ -338,5 +362,6 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
             reused = link_shared(exp.shared, cfg, run_dir)
             print(f"{where}: running in {run_dir}" + (f" (reusing {', '.join(reused)})" if reused else ""), flush=True)
         _run_in_process(exp, cfg, run_dir, where, counts)
+    run_baselines(exp)
     paths = write_report(exp.directory)
     return {**counts, **{k: str(v) for k, v in paths.items()}}
