@@ -180,6 +180,8 @@ def run_dir_mode(run_dir: str, batch_size: int = 256) -> None:
         return len(test) / (time.perf_counter() - start), ranked
 
     sorted_rate, fp32 = timed(run.ranker())
+    repeat_rate, fp32_again = timed(run.ranker())  # a repeated ranking must give the same lists
+    repeat_identical = float((fp32 == fp32_again).all(axis=1).mean())
     bf16_rate, bf16 = timed(RunDir(run_dir, ["decode.precision=bf16"]).ranker())
     rng, ranked, ranker = np.random.default_rng(cfg.seed), [], run.ranker()
     start = time.perf_counter()
@@ -193,14 +195,16 @@ def run_dir_mode(run_dir: str, batch_size: int = 256) -> None:
     same_set = float((np.sort(fp32, axis=1) == np.sort(bf16, axis=1)).all(axis=1).mean())
     metrics = {name: compute_metrics(r, test.targets, ks=[10]) for name, r in (("fp32", fp32), ("bf16", bf16))}
     print(f"{run_dir}: {len(test)} test users, batch {batch_size}, {torch.get_num_threads()} threads")
-    print(f"fp32: length-sorted batches {sorted_rate:.0f} users/s, users' own order {plain_rate:.0f} users/s, "
-          f"identical top-{TOP_K}: {same_order:.2%}")
+    print(f"fp32: length-sorted batches {sorted_rate:.0f} users/s (repeated: {repeat_rate:.0f}, identical "
+          f"top-{TOP_K}: {repeat_identical:.2%}), users' own order {plain_rate:.0f} users/s, identical top-{TOP_K}: "
+          f"{same_order:.2%}")
     print(f"bf16: length-sorted batches {bf16_rate:.0f} users/s; top-{TOP_K} identical to fp32 for {same_bf16:.2%} "
           f"of users (same set of items: {same_set:.2%})")
     for name, m in metrics.items():
         print(f"  {name}: recall@10 {m['recall@10']:.4f}  ndcg@10 {m['ndcg@10']:.4f}")
     print(f"decode_bf16_top10_agreement: {same_bf16:.4f}")
     print(f"decode_users_per_s_bf16: {bf16_rate:.0f}")
+    print(f"decode_repeat_top10_identical: {repeat_identical:.4f}")
     print(f"decode_users_per_s: {sorted_rate:.0f}")
 
 

@@ -1,4 +1,5 @@
-"""Validation curves of finished (or running) runs, from their ``logs/metrics.csv``, as one PNG.
+"""Validation curves of finished (or running) runs, from their ``logs/metrics.csv`` (``sidrec run``)
+or ``log.csv`` (``sidrec sasrec``, one row per epoch), as one PNG.
 
     python benchmarks/val_curves.py runs/a runs/b ... --out docs/figures/curves.png [--labels A,B] [--metric recall@10]
 
@@ -13,8 +14,16 @@ import csv
 from pathlib import Path
 
 
+def read_sasrec_curve(path: Path, metric: str) -> list[dict[str, float]]:
+    with open(path, newline="") as fh:
+        return [{"step": float(row["epoch"]), "value": float(row[f"val_{metric}"]), "minutes": float(row["minutes"]),
+                 "epochs": float(row["epoch"])} for row in csv.DictReader(fh) if row.get(f"val_{metric}")]
+
+
 def read_curve(run_dir: Path, metric: str) -> list[dict[str, float]]:
     path = run_dir / "logs" / "metrics.csv"
+    if not path.exists() and (run_dir / "log.csv").exists():
+        return read_sasrec_curve(run_dir / "log.csv", metric)
     if not path.exists():
         raise SystemExit(f"{path}: no training log (was the run started with train.loggers=csv?)")
     rows = []

@@ -305,6 +305,9 @@ ITEM_SID_CPU = {
     "train.val_max_users": "0",  # exact ranking of every validation user takes seconds
     "train.select_metric": "ndcg@10",
     "train.patience": "1000",  # the budget, not early stopping, ends a run: same command, same training
+    # Never recommend a history item (as the text lookup): the text-similarity term would otherwise
+    # put the last item itself near the top of every list.
+    "decode.exclude_history": "true",
 }
 
 # A preset is a named bundle of overrides, applied before the command line's own overrides. Budgets

@@ -192,3 +192,22 @@ def test_config_json_is_not_rewritten_to_disagree_with_a_trained_model(finished_
     assert main(["run", *TINY, f"data.path={data}", f"run_dir={finished_run}", "model.d_model=48"]) == 2
     assert "model.d_model=32, not 48" in capsys.readouterr().err
     assert (finished_run / "config.json").read_text() == before
+
+
+@pytest.mark.parametrize("arch", ["encoder_decoder", "item_sid"])
+def test_the_same_command_gives_the_same_metrics(tiny_p5, tmp_path, arch, capsys):
+    """A budget in epochs decides what is trained: two runs of one command write the same metrics
+    (bf16 autocast included where this CPU has it), whatever the machine's load."""
+    from sidrec.train.fit import cpu_has_bf16
+
+    precision = "bf16-mixed" if cpu_has_bf16() and arch == "encoder_decoder" else "32-true"
+    args = ["run", *TINY, f"data.path={tiny_p5}", f"model.arch={arch}", "train.max_epochs=3",
+            "train.val_every_epochs=1", f"train.precision={precision}", "train.loggers=csv"]
+    for name in ("a", "b"):
+        assert main(args + [f"run_dir={tmp_path / name}"]) == 0
+    out = capsys.readouterr().out
+    assert "budget: " in out and " epochs of " in out
+    timing = {"train_minutes", "test_minutes", "minutes"}
+    a, b = ({k: v for k, v in json.loads((tmp_path / n / "metrics.json").read_text()).items() if k not in timing}
+            for n in ("a", "b"))
+    assert a == b and a["stopped"] == "budget"
