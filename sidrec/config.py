@@ -191,6 +191,9 @@ class SASRecConfig:
     max_minutes: float = 15.0  # wall-clock cap on training (0 = none)
     eval_batch_size: int = 1024
     device: str = "auto"  # auto | cpu | cuda
+    # Never rank the user's history items, in validation and test (as the text lookup and the item_sid
+    # presets do); off by default, SASRec's usual protocol.
+    exclude_history: bool = False
 
 
 @dataclass

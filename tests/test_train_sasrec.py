@@ -23,6 +23,9 @@ def test_ranking_is_top_k_over_the_whole_catalog_and_uses_the_shared_metrics():
     histories = np.array([[-1, 3], [4, 5], [1, 2]])
     ranked = rank_all_items(Fixed(), histories, 10, batch_size=2, device="cpu")
     assert ranked.tolist() == [list(range(10))] * 3  # history items are not excluded
+    excluded = rank_all_items(Fixed(), histories, 10, batch_size=2, device="cpu", exclude_history=True)
+    assert excluded.tolist() == [[0, 1, 2, 4, 5, 6, 7, 8, 9, 10], [0, 1, 2, 3, 6, 7, 8, 9, 10, 11],
+                                 [0, 3, 4, 5, 6, 7, 8, 9, 10, 11]]  # padding (-1) excludes nothing
     metrics = compute_metrics(ranked, np.array([0, 4, 11]))
     assert metrics["recall@5"] == pytest.approx(2 / 3) and metrics["recall@10"] == pytest.approx(2 / 3)
     assert metrics["ndcg@5"] == pytest.approx((1 + 1 / np.log2(6)) / 3)

@@ -24,7 +24,8 @@ def run_sasrec(cfg: SASRecRunConfig, progress: bool = True) -> dict:
     model, summary = train_sasrec(cfg, dataset, run_dir, progress)
     save_model_file(run_dir / "model.pt", model, sasrec_meta(network_config(cfg.sasrec, dataset.num_items), summary))
     test = evaluation_samples(dataset, cfg.sasrec.max_len, "test")
-    metrics = evaluate_sasrec(model, test, cfg.ks(), cfg.sasrec.eval_batch_size, device_for(cfg.sasrec.device))
+    metrics = evaluate_sasrec(model, test, cfg.ks(), cfg.sasrec.eval_batch_size, device_for(cfg.sasrec.device),
+                               cfg.sasrec.exclude_history)
     metrics.update(summary, seed=cfg.seed, model="sasrec")
     return finish_run(run_dir, metrics)
 

@@ -41,20 +41,27 @@ def device_for(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def rank_all_items(model, histories: np.ndarray, k: int, batch_size: int, device) -> np.ndarray:
-    """(U, H) left-padded histories -> (U, k) item indices by score over the whole catalog, best first."""
+def rank_all_items(model, histories: np.ndarray, k: int, batch_size: int, device,
+                   exclude_history: bool = False) -> np.ndarray:
+    """(U, H) left-padded histories -> (U, k) item indices by score over the whole catalog, best first;
+    ``exclude_history``: never an item of the user's history."""
     was_training = model.training
     model.eval()
     out = []
     for start in range(0, len(histories), batch_size):
         h = torch.from_numpy(histories[start:start + batch_size]).to(device)
-        out.append(model.score_last(h).topk(k, dim=1).indices.cpu().numpy())
+        scores = model.score_last(h)
+        if exclude_history:
+            rows, cols = (h >= 0).nonzero(as_tuple=True)
+            scores[rows, h[rows, cols]] = float("-inf")
+        out.append(scores.topk(k, dim=1).indices.cpu().numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
-def evaluate_sasrec(model, samples: Samples, ks: list[int], batch_size: int, device) -> dict[str, float]:
-    ranked = rank_all_items(model, samples.histories, max(ks), batch_size, device)
+def evaluate_sasrec(model, samples: Samples, ks: list[int], batch_size: int, device,
+                    exclude_history: bool = False) -> dict[str, float]:
+    ranked = rank_all_items(model, samples.histories, max(ks), batch_size, device, exclude_history)
     return compute_metrics(ranked, samples.targets, ks=ks)
 
 
@@ -104,7 +111,7 @@ def train_sasrec(cfg: SASRecRunConfig, dataset: Dataset, run_dir: Path | None = 
             loss.backward()
             optim.step()
             losses.append(loss.item())
-        val = evaluate_sasrec(model, valid, ks, s.eval_batch_size, device)
+        val = evaluate_sasrec(model, valid, ks, s.eval_batch_size, device, s.exclude_history)
         score = val[s.early_stop_metric]
         minutes = (time.perf_counter() - start) / 60
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), **{f"val_{k}": v for k, v in val.items()},
