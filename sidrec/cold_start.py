@@ -42,9 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from sidrec.config import RunConfig
-from sidrec.data.dataset import Dataset
+from sidrec.data.dataset import MAX_ID_CHARS, MAX_ID_INT, Dataset
 from sidrec.data.readers import iter_json_lines
-from sidrec.errors import ArtifactError, DataError
+from sidrec.errors import ArtifactError, DataError, brief
 from sidrec.io import fsync_path, make_temp_dir
 from sidrec.run import RunDir, load_catalog
 from sidrec.tokenize.sid_table import SIDTable
@@ -77,7 +77,8 @@ def read_items_file(path: str | Path) -> list[dict]:
 
 
 def normalise_items(new_items: list[dict], dataset: Dataset) -> list[dict]:
-    """Checks ids (present, unique, not in the catalog) and returns the items with string ids."""
+    """Checks the items (check_new_item) and their ids (not in the catalog, not given twice) and
+    returns them with string ids."""
     if not isinstance(new_items, list) or not new_items:
         raise DataError("no new items given")
     taken = dataset.item_index()
@@ -85,21 +86,84 @@ def normalise_items(new_items: list[dict], dataset: Dataset) -> list[dict]:
     seen: set[str] = set()
     out = []
     for n, item in enumerate(new_items):
-        if not isinstance(item, dict):
-            raise DataError(f"new item {n}: expected an object, got {type(item).__name__}")
-        check_item_value(item, f"new item {n}")
-        raw = item.get("item_id")
-        if raw is None or isinstance(raw, bool) or not isinstance(raw, (str, int)) or not str(raw).strip():
-            raise DataError(f"new item {n}: needs an item_id (a non-empty string or integer)")
+        check_new_item(item, f"new item {n}")
+        raw = whole_number(item["item_id"])
         ids = [str(raw)] + ([str(item["asin"])] if item.get("asin") else [])
         for ident in ids:
             if ident in taken:
-                raise DataError(f"new item {n}: id {ident!r} is already in the catalog")
+                raise DataError(f"new item {n}: id {brief(ident)} is already in the catalog")
             if ident in seen:
-                raise DataError(f"new item {n}: id {ident!r} is given twice")
+                raise DataError(f"new item {n}: id {brief(ident)} is given twice")
             seen.add(ident)
         out.append({**item, "item_id": str(raw)})
     return out
+
+
+# Python's whitespace (str.isspace) spelled out, so that the same pattern means the same in the
+# service's OpenAPI document (JSON Schema regexes differ on what \s is).
+NON_BLANK = "[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_NON_BLANK = re.compile(NON_BLANK)
+TEXT_FIELDS = ("title", "brand", "description")  # text or null
+
+
+def whole_number(value):
+    """JSON has one kind of number: 5.0 is the integer 5 (as JSON Schema's "integer" has it)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    for types, name in ((str, "a string"), (int, "an integer"), (float, "a number"), (list, "an array"),
+                        (dict, "an object")):
+        if isinstance(value, types):
+            return name
+    return f"a {type(value).__name__}"
+
+
+def check_new_item(item, where: str, max_chars: int | None = None) -> None:
+    """One new item, as the HTTP service's OpenAPI document describes it (DataError naming the
+    field otherwise): an object whose values are writable JSON (check_item_value); ``item_id`` a
+    non-blank string of at most MAX_ID_CHARS characters or a 64-bit integer, the ids /recommend
+    accepts; ``asin`` such a string or null; title, brand and description text or null; price a
+    number, text or null; categories a list of category paths (lists of names) or names, or null.
+    Other fields are kept as given."""
+    if not isinstance(item, dict):
+        raise DataError(f"{where}: expected an object, got {_json_type(item)}")
+    check_item_value(item, where, max_chars)
+    raw = whole_number(item.get("item_id"))
+    if raw is None or isinstance(raw, bool) or not isinstance(raw, (str, int)) or not _NON_BLANK.search(str(raw)):
+        raise DataError(f"{where}: needs an item_id (a non-empty string or integer)")
+    if isinstance(raw, str) and len(raw) > MAX_ID_CHARS:
+        raise DataError(f"{where}.item_id: {len(raw)} characters; ids have at most {MAX_ID_CHARS} "
+                        "(the longest /recommend accepts)")
+    if isinstance(raw, int) and not -MAX_ID_INT <= raw < MAX_ID_INT:
+        raise DataError(f"{where}.item_id: integer ids must fit in 64 bits (give a longer id as a string)")
+    asin = item.get("asin")
+    if asin is not None and not isinstance(asin, str):
+        raise DataError(f"{where}.asin: expected a string or null, got {_json_type(asin)}")
+    if asin is not None and len(asin) > MAX_ID_CHARS:
+        raise DataError(f"{where}.asin: {len(asin)} characters; ids have at most {MAX_ID_CHARS}")
+    for name in TEXT_FIELDS:
+        value = item.get(name)
+        if value is not None and not isinstance(value, str):
+            raise DataError(f"{where}.{name}: expected a string or null, got {_json_type(value)}")
+    price = item.get("price")
+    if price is not None and (isinstance(price, bool) or not isinstance(price, (str, int, float))):
+        raise DataError(f"{where}.price: expected a number, a string or null, got {_json_type(price)}")
+    categories = item.get("categories")
+    if categories is not None:
+        if not isinstance(categories, list):
+            raise DataError(f"{where}.categories: expected a list of category paths (lists of names) or null, "
+                            f"got {_json_type(categories)}")
+        for i, path in enumerate(categories):
+            names = path if isinstance(path, list) else [path]
+            for j, name in enumerate(names):
+                if not isinstance(name, str):
+                    at = f"{where}.categories[{i}]" + (f"[{j}]" if isinstance(path, list) else "")
+                    raise DataError(f"{at}: expected a string (a category name), got {_json_type(name)}")
 
 
 MAX_DEPTH = 8  # nesting of lists/objects in an item field (categories are lists of lists)
@@ -130,9 +194,16 @@ def check_item_value(value, where: str, max_chars: int | None = None, depth: int
     elif isinstance(value, dict):
         for key, v in value.items():
             check_item_value(key, f"{where} (a field name)", max_chars, depth + 1)
-            check_item_value(v, f"{where}.{key}" if isinstance(key, str) and key.isprintable() else where, max_chars, depth + 1)
+            check_item_value(v, _field_path(where, key), max_chars, depth + 1)
     else:
         raise DataError(f"{where}: unsupported value of type {type(value).__name__}")
+
+
+def _field_path(where: str, key) -> str:
+    """Where a field's value is, for an error message: ``where.key``, or ``where['long key'...]``."""
+    if isinstance(key, str) and key.isprintable() and len(key) <= 40:
+        return f"{where}.{key}"
+    return f"{where}[{brief(key, 40)}]"
 
 
 # --- embedding and codes ------------------------------------------------------------------------
@@ -162,10 +233,10 @@ def extend_table(sid_table: SIDTable, codes: np.ndarray, new_items: list[dict]) 
         limit = sid_table.level_sizes[-1]
         full = [new_items[i]["item_id"] for i in np.flatnonzero(table.sids[n:, -1] >= limit)]
         raise DataError(
-            f"{len(full)} new item(s) ({', '.join(map(repr, full[:5]))}{', ...' if len(full) > 5 else ''}) "
-            f"get a code already shared by {limit} items, the most the model's de-dup digit can number "
-            f"(its vocabulary has {limit} values at that level); they cannot be recommended without "
-            "retraining: drop them, or re-train with spare values (tokenizer.dedup_reserve=8)"
+            f"{len(full)} new item(s) get a code already shared by {limit} items, the most the model's "
+            f"de-dup digit can number (its vocabulary has {limit} values at that level); they cannot be "
+            "recommended without retraining: drop them, or re-train with spare values "
+            f"(tokenizer.dedup_reserve=8); all {len(full)}: {', '.join(brief(x, 40) for x in full)}"
         )
     return table
 

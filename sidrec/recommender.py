@@ -6,6 +6,7 @@ Histories are given by external item ids (the dataset's ``item_id`` or the ASIN)
 
 from __future__ import annotations
 
+import copy
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -99,9 +100,12 @@ class Recommender:
                    meta.get("num_items"))
 
     def with_catalog(self, dataset: Dataset, sid_table: SIDTable, embeddings: np.ndarray | None = None) -> "Recommender":
-        """A new Recommender sharing this one's model and config over another catalog (serving swaps it in)."""
-        return Recommender(self.cfg, dataset, sid_table, self.model, self.device, self.run_dir, embeddings,
-                           self.num_trained_items)
+        """A new Recommender sharing this one's model, config and random state over another catalog
+        (serving builds it beside the one in use, then swaps it in). Leaves the model and ``self``
+        alone, so it may run in another thread while ``self`` recommends."""
+        new = copy.copy(self)
+        new._set_catalog(dataset, sid_table, embeddings)
+        return new
 
     def index_of(self, item) -> int:
         """Internal index of an item given by its item id or ASIN; DataError if unknown."""

@@ -8,10 +8,13 @@ Endpoints (OpenAPI docs at ``/docs``):
     POST /items                 cold start: add items, recommendable at once (sidrec.cold_start)
     GET  /health                status, catalog size, micro-batching counters (no file system paths)
 
-Bad requests get a 4xx whose ``detail`` says what is wrong: malformed JSON (400), a missing or wrong
-API key (401, 403), a body over ``max_body_bytes`` (413), fields of the wrong type or over a limit,
-unknown items (422), unknown item ids in the path (404); an overloaded service answers 503 with
-Retry-After; never a 500. Responses are ASCII JSON, so no input text can make one unencodable.
+Bad requests get a 4xx whose ``detail`` (a string) says what is wrong: malformed JSON (400, with its
+position), a missing or wrong API key (401, 403), a body over ``max_body_bytes`` (413), a body that
+is not JSON (415), fields of the wrong type or over a limit, unknown items (422), unknown item ids in
+the path (404); an overloaded service answers 503 with Retry-After; never a 500. Echoed values are
+cut short. Responses are ASCII JSON, so no input text can make one unencodable. The OpenAPI document
+(``/openapi.json``) states every status, limit and field type that the checks enforce, except what
+depends on the catalog or on several fields at once (tests/test_serve.py checks it with schemathesis).
 
 Writes (POST /items) need ``api_key`` (or the SIDREC_API_KEY environment variable); without one
 configured they are refused. ``auth=all`` requires the key for reads as well.
@@ -23,6 +26,11 @@ histories or ``max_wait_ms`` have passed, and runs them as one ``Recommender.rec
 Requests queued while a batch runs form the next one. Requests are grouped by (k, number of
 exclusions), so a request's result does not depend on what it was batched with. A request not
 answered within ``timeout_s`` gets 503 and is dropped from the queue.
+
+Adding items (POST /items) never holds the model thread: a second thread (the catalog thread)
+embeds, codes and writes the new catalog generation and builds its lookups while the model thread
+keeps answering from the current one; then the event loop swaps the new one in with one
+assignment. A batch reads the catalog once, so it sees the old generation or the new one, whole.
 
 Imports no training code (sidrec.train, lightning).
 """
@@ -36,6 +44,7 @@ import hmac
 import json
 import math
 import os
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -46,13 +55,16 @@ from typing import Annotated, Any, Optional, Union
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sidrec.errors import ConfigError, DataError, SidrecError
+from sidrec.cold_start import whole_number
+from sidrec.data.dataset import MAX_ID_CHARS, MAX_ID_INT
+from sidrec.errors import ConfigError, DataError, SidrecError, brief
 from sidrec.recommender import Recommendation, Recommender
 
 API_KEY_ENV = "SIDREC_API_KEY"
-MAX_ID_CHARS = 256  # item and user ids in requests
+JSON_ROUTES = ("/recommend", "/items")  # the routes that take a JSON body (POST)
 
 
 @dataclass
@@ -108,19 +120,34 @@ class ServeSettings:
 
 
 # --- request and response schemas ---------------------------------------------------------------
+Integer = Annotated[StrictInt, BeforeValidator(whole_number)]  # no strings, no booleans, no fractions
 ItemId = Annotated[
     # pydantic refuses lone surrogates in a StrictStr; bounded ints keep str(id) cheap
     Union[Annotated[StrictStr, Field(max_length=MAX_ID_CHARS)],
-          Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)]],
+          Annotated[Integer, Field(ge=-MAX_ID_INT, le=MAX_ID_INT - 1)]],
     Field(description="item id or ASIN"),
 ]
 
 
+# "Exactly one of history / histories", with the per-history fields of the other form absent or null.
+_ONE_FORM = [
+    {"title": "one history", "required": ["history"],
+     "properties": {"history": {"type": "array"}, "histories": {"type": "null"}, "user_ids": {"type": "null"},
+                    "excludes": {"type": "null"}}},
+    {"title": "several histories", "required": ["histories"],
+     "properties": {"histories": {"type": "array"}, "history": {"type": "null"}, "user_id": {"type": "null"},
+                    "exclude": {"type": "null"}}},
+]
+
+
 class RecommendRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Exactly one of `history` (with `user_id`, `exclude`) or `histories` (with `user_ids` and
+    `excludes`, one entry per history). Ids must be in the catalog (else 422, or skipped with
+    decode.unknown_items=skip), and `k` plus a history's distinct exclusions at most max_beams."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": _ONE_FORM})
     history: Optional[list[ItemId]] = Field(None, description="one history, oldest first")
     histories: Optional[list[list[ItemId]]] = Field(None, description="several histories (instead of history)")
-    k: StrictInt = Field(10, description="number of items per history")
+    k: Integer = Field(10, description="number of items per history (1 to max_k)")
     user_id: Optional[ItemId] = Field(None, description="user of `history` (models with user tokens)")
     user_ids: Optional[list[Optional[ItemId]]] = Field(None, description="users of `histories`")
     exclude: Optional[list[ItemId]] = Field(None, description="items never to return for `history`")
@@ -150,6 +177,7 @@ class RecommendResponse(BaseModel):
 
 class NewItems(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # Checked by sidrec.cold_start.check_new_item; the document's NewItem schema says the same.
     items: list[dict[str, Any]] = Field(..., description="objects with item_id and text fields (title, brand, "
                                         "categories, price, description), as in items.jsonl")
 
@@ -158,6 +186,29 @@ class AddedItems(BaseModel):
     added: list[Item]
     num_items: int
     generation: int
+
+
+class ErrorMessage(BaseModel):
+    detail: str = Field(..., description="what is wrong, in one line (echoed values are cut short)")
+
+
+class Batching(BaseModel):
+    batches: int
+    requests: int
+    histories: int
+    max_batch_seen: int
+    queued: int
+    rejected: int
+    timed_out: int
+
+
+class Health(BaseModel):
+    status: str
+    num_items: int
+    catalog_generation: int
+    uptime_s: float
+    settings: dict[str, Any] = Field(..., description="the service settings (no key)")
+    batching: Batching
 
 
 def item_json(r: Recommendation) -> dict:
@@ -187,13 +238,54 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str]:
             return 400, f"malformed JSON{where}: {reason}"
     parts = []
     for err in errors[:5]:
-        loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        # field names are the client's: a long one is cut short
+        loc = ".".join(x if len(x) <= 40 else brief(x, 40) for x in map(str, err.get("loc", ())) if x != "body") \
+            or "body"
         if err.get("type") == "missing" and loc == "body":
             parts.append("request body is missing (send a JSON object)")
             continue
         parts.append(f"{loc}: {err.get('msg')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     return 422, "; ".join(parts) + more
+
+
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]+|\\.)*"|[\[\]{}]', re.DOTALL)  # a string (skipped whole) or a bracket
+
+
+def _deepest(body: bytes) -> tuple[int, int]:
+    """(depth, byte offset) of the first place where ``body`` is nested deepest (brackets in strings
+    do not count). Only for a body the parser gave up on: a loop per bracket and string."""
+    depth = deepest = at = 0
+    for match in _JSON_TOKEN.finditer(body):
+        char = body[match.start()]
+        if char in b"[{":
+            depth += 1
+            if depth > deepest:
+                deepest, at = depth, match.start()
+        elif char in b"]}":
+            depth -= 1
+    return deepest, at
+
+
+def describe_parse_error(exc: BaseException, body: bytes) -> str:
+    """What the JSON parser choked on, with the position, for the errors it reports without one."""
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"malformed JSON at byte {exc.start}: not valid {exc.encoding.upper()} "
+                f"({exc.reason}: {exc.object[exc.start:exc.start + 4]!r})")
+    if isinstance(exc, RecursionError):
+        depth, at = _deepest(body)
+        return f"malformed JSON at byte {at}: nested too deeply to parse ({depth} levels)"
+    digits = sys.get_int_max_str_digits()
+    long_number = re.search(rb"\d{%d,}" % (digits + 1), body) if digits else None
+    if isinstance(exc, ValueError) and long_number:
+        return (f"malformed JSON at byte {long_number.start()}: a number of {len(long_number[0])} digits "
+                f"(at most {digits})")
+    return f"malformed JSON: {brief(str(exc), 200)}"
+
+
+def is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 # --- micro-batching -----------------------------------------------------------------------------
@@ -215,11 +307,12 @@ class Job:
 
 
 def model_executor(threads: int = 0) -> ThreadPoolExecutor:
-    """The one thread that runs all torch work of the service (loading, beam search, cold start).
+    """The one thread that runs the model (loading it, beam search).
 
     One thread on purpose: torch's OpenMP pool belongs to the thread that uses it, and on a small
     CPU a second pool (say, the model loaded in the main thread and run in a worker) made a
-    single request ~1.5x slower on 2 cores. ``threads`` sets that thread's intra-op threads."""
+    single request ~1.5x slower on 2 cores. ``threads`` sets that thread's intra-op threads.
+    Adding items has a thread of its own (catalog_executor), busy only while it adds."""
     import torch
 
     def init():
@@ -227,6 +320,18 @@ def model_executor(threads: int = 0) -> ThreadPoolExecutor:
             torch.set_num_threads(threads)
 
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="sidrec-model", initializer=init)
+
+
+def catalog_executor(threads: int = 0) -> ThreadPoolExecutor:
+    """The thread that prepares a new catalog generation for POST /items (embedding, codes, files,
+    lookups) beside the model thread, so that adding items never holds recommendations back. Its
+    torch pool has half the model thread's threads (at least one): the two share the cores."""
+    import torch
+
+    def init():
+        torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // 2))
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="sidrec-catalog", initializer=init)
 
 
 class MicroBatcher:
@@ -339,7 +444,8 @@ class ServerState:
     def __init__(self, rec: Recommender, settings: ServeSettings, executor: ThreadPoolExecutor):
         self.rec, self.settings, self.executor = rec, settings, executor
         self.batcher = MicroBatcher(self, settings, executor)
-        self.add_lock = asyncio.Lock()
+        self.catalog_executor = catalog_executor(settings.threads)
+        self.add_lock = asyncio.Lock()  # one POST /items at a time
         self.started = time.time()
         self.generation = 0
 
@@ -372,9 +478,13 @@ def writer(request: Request) -> None:
     _check_key(request, True)
 
 
-class BodyLimit:
+BODY_KEY = "sidrec.body"  # the request body, kept in the ASGI scope for the parse-error handler
+
+
+class BodyCheck:
     """ASGI middleware: a body over ``limit`` bytes gets 413 before anything parses it, whether
-    announced by Content-Length or streamed in chunks."""
+    announced by Content-Length or streamed in chunks; a body for a JSON route that is not declared
+    JSON (Content-Type application/json or application/*+json) gets 415."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -382,7 +492,8 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length", b"0")
         too_big = not declared.isdigit() or int(declared) > self.limit
         chunks, size, more = [], 0, not too_big
         while more:
@@ -399,6 +510,13 @@ class BodyLimit:
             response = _error(413, f"request body over max_body_bytes={self.limit}", {"Connection": "close"})
             return await response(scope, receive, send)
         body, sent = b"".join(chunks), False
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        if scope["method"] == "POST" and scope["path"] in JSON_ROUTES and (body or content_type) \
+                and not is_json(content_type):
+            said = f"Content-Type {brief(content_type, 60)}" if content_type else "no Content-Type"
+            return await _error(415, f"the body must be JSON, sent with Content-Type: application/json "
+                                     f"(got {said})")(scope, receive, send)
+        scope[BODY_KEY] = body
 
         async def replay():
             nonlocal sent
@@ -422,7 +540,7 @@ def check_history(rec: Recommender, settings: ServeSettings, history: list, row:
     if not unknown:
         return items, []
     if rec.cfg.decode.unknown_items != "skip":
-        shown = ", ".join(repr(x) for x in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+        shown = ", ".join(brief(x) for x in unknown[:10]) + (", ..." if len(unknown) > 10 else "")
         raise HTTPException(422, f"{row}: {len(unknown)} item(s) not in the catalog: {shown}")
     kept = [x for x in items if x in rec.item_index]
     if not kept:
@@ -433,14 +551,15 @@ def check_history(rec: Recommender, settings: ServeSettings, history: list, row:
 def check_exclude(rec: Recommender, settings: ServeSettings, exclude: list | None, k: int, row: str) -> list[str]:
     items = list(dict.fromkeys(str(x) for x in exclude or []))
     if len(items) > settings.max_history_len:
-        raise HTTPException(422, f"exclusions of {row}: {len(items)} items; at most {settings.max_history_len}")
+        raise HTTPException(422, f"exclusions of {row}: {len(items)} distinct items; "
+                                 f"at most {settings.max_history_len}")
     if k + len(items) > settings.max_beams:
         raise HTTPException(422, f"{row}: k={k} plus {len(items)} exclusions needs a beam of {k + len(items)}; "
                                  f"at most max_beams={settings.max_beams}")
     unknown = [x for x in items if x not in rec.item_index]
     if unknown:
         raise HTTPException(422, f"exclusions of {row}: item(s) not in the catalog: "
-                                 + ", ".join(repr(x) for x in unknown[:10]))
+                                 + ", ".join(brief(x) for x in unknown[:10]))
     return items
 
 
@@ -475,11 +594,32 @@ def _requests_of(body: RecommendRequest, settings: ServeSettings) -> tuple[bool,
 # --- routes -------------------------------------------------------------------------------------
 router = APIRouter(default_response_class=AsciiJSONResponse)
 
+_ERRORS = {
+    400: "malformed JSON; the detail gives the position",
+    401: "missing or wrong API key (X-API-Key: <key> or Authorization: Bearer <key>)",
+    403: "writes are disabled: the service was started without an API key",
+    404: "the item is not in the catalog",
+    409: "an id is already in the catalog, or the service has no run directory to add items to",
+    413: "request body over max_body_bytes",
+    415: "the body is not JSON (send Content-Type: application/json)",
+    422: "invalid request: the detail names the field and what is wrong with it",
+    503: "overloaded: retry after Retry-After seconds",
+}
+_ERROR_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+}
+
+
+def _errors(*codes: int) -> dict:
+    """The error responses of a route: each has a one-line ``detail`` (ErrorMessage)."""
+    return {code: {"model": ErrorMessage, "description": _ERRORS[code],
+                   **({"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {})} for code in codes}
+
 
 @router.post("/recommend", response_model=RecommendResponse, response_model_exclude_none=True,
              dependencies=[Depends(reader)],
-             responses={400: {"description": "malformed JSON"}, 422: {"description": "invalid request"},
-                        503: {"description": "overloaded; retry after Retry-After seconds"}})
+             responses=_errors(400, 413, 415, 422, 503))
 async def recommend(body: RecommendRequest, request: Request):
     """Top-k items for one history (`history`) or several (`histories`), by item id or ASIN."""
     s = server_state(request)
@@ -507,11 +647,10 @@ async def recommend(body: RecommendRequest, request: Request):
 
 def _known(rec: Recommender, item_id: str) -> None:
     if item_id not in rec.item_index:
-        raise HTTPException(404, f"item {item_id!r} is not in the catalog")
+        raise HTTPException(404, f"item {brief(item_id)} is not in the catalog")
 
 
-@router.get("/items/{item_id}", response_model=Item, dependencies=[Depends(reader)],
-            responses={404: {"description": "unknown item"}})
+@router.get("/items/{item_id}", response_model=Item, dependencies=[Depends(reader)], responses=_errors(404))
 async def get_item(item_id: str, request: Request):
     """An item of the catalog by item id or ASIN, with its SID (score is null)."""
     rec = server_state(request).rec
@@ -520,8 +659,9 @@ async def get_item(item_id: str, request: Request):
 
 
 @router.get("/items/{item_id}/similar", response_model=Ranked, dependencies=[Depends(reader)],
-            responses={404: {"description": "unknown item"}})
-async def similar(item_id: str, request: Request, k: Annotated[int, Query()] = 10):
+            responses=_errors(404, 422))
+async def similar(item_id: str, request: Request,
+                  k: Annotated[int, Query(description="number of items (1 to max_k)")] = 10):
     """Items sharing the longest SID prefix with the item, then nearest by text embedding."""
     s = server_state(request)
     _known(s.rec, item_id)
@@ -531,12 +671,12 @@ async def similar(item_id: str, request: Request, k: Annotated[int, Query()] = 1
 
 
 @router.post("/items", response_model=AddedItems, status_code=201, dependencies=[Depends(writer)],
-             responses={401: {"description": "missing or wrong API key"}, 403: {"description": "writes disabled"},
-                        409: {"description": "id already in the catalog"}, 422: {"description": "invalid items"}})
+             responses=_errors(400, 401, 403, 409, 413, 415, 422))
 async def add_items(body: NewItems, request: Request):
     """Cold start: embeds the items with the run's encoder, codes them with the frozen tokenizer,
-    extends the SID table atomically and rebuilds the trie; they are recommendable at once."""
-    from sidrec.cold_start import add_items as add, check_item_value
+    extends the SID table atomically and rebuilds the trie; they are recommendable at once.
+    Recommendations go on meanwhile, from the catalog as it was until the new one is ready."""
+    from sidrec.cold_start import check_new_item
 
     s = server_state(request)
     if not body.items:
@@ -544,26 +684,37 @@ async def add_items(body: NewItems, request: Request):
     if len(body.items) > s.settings.max_new_items:
         raise HTTPException(422, f"{len(body.items)} items in one request; at most {s.settings.max_new_items}")
     for n, item in enumerate(body.items):
-        check_item_value(item, f"new item {n}", s.settings.max_field_chars)  # DataError -> 422
+        check_new_item(item, f"new item {n}", s.settings.max_field_chars)  # DataError -> 422
     if s.rec.run_dir is None:
         raise HTTPException(409, "this service was not started from a run directory; cannot add items")
-    loop = asyncio.get_running_loop()
-    async with s.add_lock:
-        rec = s.rec
-        # In the model thread (all torch work stays on one thread); recommendations wait meanwhile.
-        try:
-            result = await loop.run_in_executor(s.executor, add, rec.run_dir, body.items, rec.cfg)
-        except DataError as exc:
-            return _error(409 if "already in the catalog" in str(exc) else 422, str(exc))
-        new = await loop.run_in_executor(s.executor, rec.with_catalog, result.dataset, result.sid_table,
-                                         result.embeddings)
-        s.rec, s.generation = new, result.generation  # requests batched from now on see the new items
+    # Shielded: a client that hangs up does not stop the swap once the catalog on disk has changed.
+    try:
+        new, result = await asyncio.shield(asyncio.ensure_future(_add_and_swap(s, body.items)))
+    except DataError as exc:
+        return _error(409 if "already in the catalog" in str(exc) else 422, str(exc))
     added = [item_json(new._describe(i, float("nan"))) for i in result.added]
     return AsciiJSONResponse({"added": added, "num_items": new.dataset.num_items, "generation": result.generation},
                              status_code=201)
 
 
-@router.get("/health")
+def _next_generation(rec: Recommender, items: list[dict]):
+    """In the catalog thread: the new generation on disk (sidrec.cold_start.add_items) and a
+    Recommender over it, built beside ``rec`` (which goes on serving)."""
+    from sidrec.cold_start import add_items as add
+
+    result = add(rec.run_dir, items, rec.cfg)
+    return rec.with_catalog(result.dataset, result.sid_table, result.embeddings), result
+
+
+async def _add_and_swap(s: "ServerState", items: list[dict]):
+    async with s.add_lock:
+        loop = asyncio.get_running_loop()
+        new, result = await loop.run_in_executor(s.catalog_executor, _next_generation, s.rec, items)
+        s.rec, s.generation = new, result.generation  # the swap: batches gathered from now on see the new items
+        return new, result
+
+
+@router.get("/health", response_model=Health)
 async def health(request: Request):
     """Liveness, catalog size and micro-batching counters (open to all: no paths, no secrets)."""
     s = server_state(request)
@@ -584,7 +735,11 @@ async def _on_sidrec_error(request: Request, exc: SidrecError):
     return _error(422, str(exc))
 
 
-async def _on_http_error(request: Request, exc: HTTPException):
+async def _on_http_error(request: Request, exc: StarletteHTTPException):
+    cause = exc.__cause__
+    if exc.status_code == 400 and cause is not None and exc.detail == "There was an error parsing the body":
+        # FastAPI's answer to what json.loads raised other than a JSONDecodeError: say what and where
+        return _error(400, describe_parse_error(cause, request.scope.get(BODY_KEY, b"")))
     return _error(exc.status_code, str(exc.detail), exc.headers)
 
 
@@ -612,16 +767,129 @@ def create_app(rec: Recommender, settings: ServeSettings | None = None,
             yield
         finally:
             await state.batcher.stop()
+            state.catalog_executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="sidrec", version="0.1.0", lifespan=lifespan, default_response_class=AsciiJSONResponse,
                   description="Generative recommendation with semantic IDs: recommendations from a trained run.")
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(SidrecError, _on_sidrec_error)
-    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(Overloaded, _on_overloaded)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyCheck, limit=settings.max_body_bytes)
     app.include_router(router)
+    app.openapi = lambda: openapi_document(app, settings)
     return app
+
+
+# --- the OpenAPI document -----------------------------------------------------------------------
+def _array_branch(schema: dict) -> dict:
+    """The array schema of a property that may also be null."""
+    return next(b for b in schema.get("anyOf", [schema]) if b.get("type") == "array")
+
+
+def _string(max_chars: int, **extra) -> dict:
+    return {"type": "string", "maxLength": max_chars, **extra}
+
+
+def new_item_schemas(max_chars: int) -> dict[str, dict]:
+    """JSON schemas of a new item (NewItem) and of the values of its other fields (ItemValue1..8,
+    by nesting depth): what sidrec.cold_start.check_new_item accepts, with ``max_chars`` the
+    service's max_field_chars."""
+    from sidrec.cold_start import MAX_DEPTH, NON_BLANK
+
+    text = {"anyOf": [_string(max_chars), {"type": "null"}]}
+    ident = min(MAX_ID_CHARS, max_chars)
+    ref = "#/components/schemas/"
+    schemas = {"NewItem": {
+        "type": "object", "title": "NewItem", "required": ["item_id"],
+        "description": "An item as in items.jsonl. Its ids (item_id, asin) must not be in the catalog yet (409) "
+                       "nor given twice, and the run's data.text_template must find some text in it (422). "
+                       "Other fields are kept as given.",
+        "properties": {
+            "item_id": {"anyOf": [_string(ident, minLength=1, pattern=NON_BLANK),
+                                  {"type": "integer", "minimum": -MAX_ID_INT, "maximum": MAX_ID_INT - 1}],
+                        "description": f"not blank, at most {ident} characters, or a 64-bit integer"},
+            "asin": {"anyOf": [_string(ident), {"type": "null"}], "description": "a second id (optional)"},
+            "title": text, "brand": text, "description": text,
+            "price": {"anyOf": [{"type": "number"}, _string(max_chars), {"type": "null"}]},
+            "categories": {"anyOf": [{"type": "array", "items": {"anyOf": [
+                _string(max_chars), {"type": "array", "items": _string(max_chars)}]}}, {"type": "null"}],
+                "description": "category paths, each a list of names (or a name)"},
+        },
+        "propertyNames": {"maxLength": max_chars},
+        "additionalProperties": {"$ref": f"{ref}ItemValue1"},
+    }}
+    scalars = [_string(max_chars), {"type": "number"}, {"type": "boolean"}, {"type": "null"}]
+    for depth in range(1, MAX_DEPTH + 1):
+        if depth == MAX_DEPTH:  # what it holds would be nested too deeply
+            containers = [{"type": "array", "maxItems": 0}, {"type": "object", "maxProperties": 0}]
+        else:
+            child = {"$ref": f"{ref}ItemValue{depth + 1}"}
+            containers = [{"type": "array", "items": child},
+                          {"type": "object", "additionalProperties": child, "propertyNames": {"maxLength": max_chars}}]
+        schemas[f"ItemValue{depth}"] = {"title": f"ItemValue{depth}", "anyOf": scalars + containers,
+                                        "description": f"a field value nested {depth} level(s) deep "
+                                                       f"(at most {MAX_DEPTH})"}
+    return schemas
+
+
+def openapi_document(app: FastAPI, settings: ServeSettings) -> dict:
+    """FastAPI's document, completed with what the request checks enforce beyond the models' types:
+    the settings' limits, the new items' fields, access, examples from the catalog. What depends
+    on the catalog (unknown or taken ids, text for the template, the de-dup digit) or on several
+    fields at once (k plus exclusions within max_beams, one user id and exclusion list per history)
+    is said in descriptions only."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas, paths = doc["components"]["schemas"], doc["paths"]
+    # FastAPI's own 422 schema (a list of errors) is not what this service answers: ErrorMessage is.
+    for operation in (op for path in paths.values() for op in path.values()):
+        if "HTTPValidationError" in json.dumps(operation["responses"].get("422", {})):
+            del operation["responses"]["422"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+
+    request = schemas["RecommendRequest"]["properties"]
+    _array_branch(request["history"]).update(minItems=1, maxItems=settings.max_history_len)
+    histories = _array_branch(request["histories"])
+    histories.update(minItems=1, maxItems=settings.max_histories)
+    histories["items"].update(minItems=1, maxItems=settings.max_history_len)
+    request["k"].update(minimum=1, maximum=settings.max_k)
+    similar = paths["/items/{item_id}/similar"]["get"]
+    next(p for p in similar["parameters"] if p["name"] == "k")["schema"].update(minimum=1, maximum=settings.max_k)
+    schemas.update(new_item_schemas(settings.max_field_chars))
+    schemas["NewItems"]["properties"]["items"] = {
+        "type": "array", "minItems": 1, "maxItems": settings.max_new_items,
+        "items": {"$ref": "#/components/schemas/NewItem"}, "title": "Items"}
+
+    doc["components"]["securitySchemes"] = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                                            "Bearer": {"type": "http", "scheme": "bearer"}}
+    keyed = [paths["/items"]["post"]]
+    if settings.auth == "all":
+        keyed += [paths["/recommend"]["post"], paths["/items/{item_id}"]["get"], similar]
+    for operation in keyed:
+        operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+        operation["responses"].update({str(k): v for k, v in _openapi_errors(401).items()})
+
+    state = getattr(app.state, "sidrec", None)
+    if state is not None and state.rec.dataset.num_items:
+        ids = [item["item_id"] for item in state.rec.dataset.items[:3]]
+        paths["/recommend"]["post"]["requestBody"]["content"]["application/json"]["example"] = \
+            {"history": ids, "k": min(5, settings.max_k)}
+        for operation in (paths["/items/{item_id}"]["get"], similar):
+            next(p for p in operation["parameters"] if p["name"] == "item_id")["example"] = ids[0]
+    app.openapi_schema = doc
+    return doc
+
+
+def _openapi_errors(*codes: int) -> dict:
+    """OpenAPI response objects of ``codes`` as the routes' ``responses=_errors(...)`` give them."""
+    ref = {"$ref": "#/components/schemas/ErrorMessage"}
+    return {code: {"description": _ERRORS[code], "content": {"application/json": {"schema": ref}},
+                   **({"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {})} for code in codes}
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,

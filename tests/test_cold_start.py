@@ -159,6 +159,39 @@ def test_new_items_must_hold_writable_json(finished_run, item, fragment):
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize("item, fragment", [
+    ({"item_id": "a", "title": 12345}, "new item 0.title: expected a string or null, got an integer"),
+    ({"item_id": "a", "title": "x", "brand": ["b"]}, "new item 0.brand: expected a string or null, got an array"),
+    ({"item_id": "a", "title": "x", "asin": 5}, "new item 0.asin: expected a string or null, got an integer"),
+    ({"item_id": "a", "title": "x", "price": True}, "new item 0.price: expected a number, a string or null"),
+    ({"item_id": "a", "title": "x", "categories": "Beauty"}, "new item 0.categories: expected a list"),
+    ({"item_id": "a", "title": "x", "categories": [["Beauty", {}]]}, "new item 0.categories[0][1]: expected a string"),
+    ({"item_id": "x" * 257, "title": "x"}, "new item 0.item_id: 257 characters; ids have at most 256"),
+    ({"item_id": "a", "asin": "x" * 257, "title": "x"}, "new item 0.asin: 257 characters"),
+    ({"item_id": -(2**63) - 1, "title": "x"}, "new item 0.item_id: integer ids must fit in 64 bits"),
+    ({"item_id": "\u3000\x1c", "title": "x"}, "new item 0: needs an item_id"),
+], ids=["title a number", "brand a list", "asin a number", "price a boolean", "categories a string",
+        "category an object", "id too long", "asin too long", "id over 64 bits", "blank id"])
+def test_new_items_fields_are_typed_and_ids_fit_every_endpoint(finished_run, item, fragment):
+    """The fields the item table and the service's answers read have the types they expect, and an
+    id is one /recommend accepts: else the item would be stored and then break, or be unreachable."""
+    from sidrec.data.dataset import Dataset
+
+    with pytest.raises(DataError) as info:
+        normalise_items([item], Dataset.load(finished_run))
+    assert fragment in str(info.value)
+
+
+def test_new_items_of_the_accepted_shapes(finished_run):
+    from sidrec.data.dataset import Dataset
+
+    items = [{"item_id": 7.0 + 100, "title": None, "brand": "b", "price": "$5.99 - $9.99", "categories": ["a"]},
+             {"item_id": "n-2", "asin": None, "description": "d", "price": 3, "categories": [["a", "b"], "c"],
+              "extra": {"anything": [1, None, True]}}]
+    out = normalise_items(items, Dataset.load(finished_run))
+    assert [item["item_id"] for item in out] == ["107", "n-2"]  # 107.0 is the integer 107
+
+
 def SIDTableOf(run_dir):
     return load_catalog(run_dir)[1].sids
 
@@ -172,6 +205,18 @@ def test_code_group_beyond_the_models_dedup_digit_is_refused(run_copy, fake_enco
         add_items(run_copy, [copy_of(dataset.items[j], "full-1")])
     assert {name: (run_copy / name).read_bytes() for name in cold_start.CATALOG_FILES} == files
     assert current_generation(run_copy) == 0
+
+
+def test_a_collision_refusal_names_every_colliding_item(run_copy, fake_encoder):
+    dataset, table, _ = load_catalog(run_copy)
+    j = int(np.flatnonzero(group_sizes(table) == table.level_sizes[-1])[0])
+    new = [copy_of(dataset.items[j], f"full-{i}") for i in range(8)] + [copy_of(dataset.items[j], "y" * 200)]
+    with pytest.raises(DataError) as info:
+        add_items(run_copy, new)
+    message = str(info.value)
+    assert message.startswith("9 new item(s) get a code already shared by") and "all 9: " in message
+    assert all(f"'full-{i}'" in message for i in range(8))
+    assert "'" + "y" * 40 + "'... (200 characters)" in message and "y" * 41 not in message  # long ids cut short
 
 
 def test_a_crash_at_any_rename_leaves_the_old_catalog(finished_run, fake_encoder, tmp_path, monkeypatch):

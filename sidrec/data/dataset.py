@@ -18,6 +18,10 @@ from sidrec.errors import ArtifactError, DataError
 from sidrec.io import atomic_path, write_npz
 
 ITEM_TEXT_FIELDS = ("title", "brand", "categories", "price", "description")
+# Ids that a request may carry (history items, users) and that added items may have: strings of at
+# most this many characters or 64-bit integers. One limit, so no added item is unreachable.
+MAX_ID_CHARS = 256
+MAX_ID_INT = 2**63
 MIN_SEQUENCE_LENGTH = 3  # leave-last-out needs >= 1 training item + validation + test
 
 
