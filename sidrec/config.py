@@ -300,7 +300,7 @@ ITEM_SID_CPU = {
     "model.d_ff": "256",
     "model.dropout": "0.2",
     "train.batch_size": "128",
-    "train.lr": "1e-3",
+    "train.lr": "2e-3",
     "train.lr_schedule": "cosine",
     "train.warmup_steps": "100",
     "train.precision": "32-true",
