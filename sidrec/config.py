@@ -88,8 +88,10 @@ class ModelConfig:
     objective: str = "next_item"
     # item_sid only. head: catalog (one softmax over all items, item vectors composed from their SID
     # codes and text) | levels (RPG-style: one softmax per SID level, an item scores the sum of its
-    # codes' log-probabilities). item_inputs: what an item vector is built from: codes, text, or
-    # codes,text. text_sim: add a learnt weight x cosine(item text, text of the last history item).
+    # codes' log-probabilities). item_inputs: what an item vector is built from, a comma-separated
+    # set of codes (SID code embeddings), text (projected text embedding), id (a learnt embedding per
+    # trained item; items added later have none). text_sim: add a learnt weight x cosine(item text,
+    # text of the last history item).
     head: str = "catalog"
     item_inputs: str = "codes,text"
     text_sim: bool = False
@@ -283,15 +285,16 @@ CPU_TRAINING = {
 }
 
 # The item-level SID model (model.arch=item_sid) as the CPU presets train it: SASRec's shape (2 layers,
-# 64 wide, histories of 50) over item vectors composed of SID codes + projected text, a softmax over
-# the catalog at every position, the learnt text-similarity term (docs/results.md, "An item-level
-# semantic-ID model"). fp32: exact and repeatable on CPU, and bf16 gains little at this width.
+# 64 wide, histories of 50) over item vectors composed of SID code embeddings + projected text + a
+# learnt per-item embedding, a softmax over the catalog at every position, the learnt
+# text-similarity term, peak LR 2e-3 (each choice measured on validation: docs/results.md, "An
+# item-level semantic-ID model"). fp32: exact and repeatable on CPU.
 ITEM_SID_CPU = {
     "tokenizer.steps_per_level": "300",
     "tokenizer.rqvae_steps": "2000",
     "model.arch": "item_sid",
     "model.head": "catalog",
-    "model.item_inputs": "codes,text",
+    "model.item_inputs": "codes,text,id",
     "model.text_sim": "true",
     "model.max_history": "50",
     "model.d_model": "64",
@@ -319,10 +322,11 @@ ITEM_SID_CPU = {
 PRESETS: dict[str, dict[str, str]] = {
     # The paper's configuration (meant for a GPU).
     "paper": {},
-    # The main job on a 2-core CPU (`make run`, <= 15 minutes end to end).
-    "cpu": {**ITEM_SID_CPU, "train.max_epochs": "15"},
-    # The same model trained to convergence on a 2-core CPU.
-    "cpu-full": {**ITEM_SID_CPU, "train.max_epochs": "40", "train.max_minutes": "120"},
+    # The main job on a 2-core CPU (`make run`, <= 15 minutes end to end): 12 epochs (~0.7 min each
+    # on 2 cores, validation included).
+    "cpu": {**ITEM_SID_CPU, "train.max_epochs": "12"},
+    # The same model trained longer: cosine decay over 30 epochs.
+    "cpu-full": {**ITEM_SID_CPU, "train.max_epochs": "30", "train.max_minutes": "120"},
     # The paper's encoder-decoder at the settings that learned fastest per CPU-minute on validation
     # (docs/results.md, "Learning per CPU-minute"; the studies' cpu budget): 2 + 2 layers, 4 heads x
     # 32, MLP 512, encoder positions counted from the most recent item, length-bucketed batches of

@@ -53,7 +53,7 @@ def build_from_meta(meta: dict) -> torch.nn.Module:
         return SASRec(**meta["model_config"])
     vocab = SIDVocab.from_dict(meta["vocab"])
     return build_model(ModelConfig(**meta["model_config"]), vocab.size, meta["max_source_len"], meta["target_len"],
-                       level_sizes=vocab.level_sizes, text_dim=meta.get("text_dim", 0))
+                       level_sizes=vocab.level_sizes, text_dim=meta.get("text_dim", 0), num_items=meta.get("num_items", 0))
 
 
 def save_model_file(path: str | Path, model: torch.nn.Module, meta: dict) -> None:

@@ -174,7 +174,8 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
         check_meta(meta, sid_table.sids, vocab, str(model_path))
     else:
         model = build_model(cfg.model, vocab.size, source_length(cfg.model, vocab), vocab.num_levels,
-                            level_sizes=vocab.level_sizes, text_dim=embeddings.shape[1])
+                            level_sizes=vocab.level_sizes, text_dim=embeddings.shape[1],
+                            num_items=sid_table.num_items)
         meta = model_meta(cfg.model, vocab, sid_table.sids, text_dim=embeddings.shape[1])
         start = time.perf_counter()
         result = fit(cfg, run_dir, model, ranker, train, valid, meta, resume_from=run_dir / LAST_CHECKPOINT)

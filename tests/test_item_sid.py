@@ -58,7 +58,7 @@ def test_levels_head_scores_an_item_by_the_sum_of_its_codes_log_probabilities():
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(head="levels"), dict(text_sim=True), dict(use_codes=False),
-                                dict(text_input=False, text_dim=0)])
+                                dict(text_input=False, text_dim=0), dict(num_id_items=12)])
 def test_training_lowers_the_loss(kw):
     model, items = network(**kw).train(), catalog()
     seqs = torch.tensor([[-1, 0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11, 0]])
@@ -73,8 +73,9 @@ def test_training_lowers_the_loss(kw):
     assert np.isfinite(loss.item()) and loss.item() < first * 0.7
 
 
-def test_items_added_later_are_scored_from_their_sids_and_text():
-    model = network()
+@pytest.mark.parametrize("ids", [0, 12])
+def test_items_added_later_are_scored_from_their_sids_and_text(ids):
+    model = network(num_id_items=ids)
     items = catalog(num_items=12)
     grown = ItemFeatures(torch.cat([items.sids, torch.tensor([[1, 2, 7]])]),  # a de-dup digit past the level size
                          torch.cat([items.text, items.text[:1]]))
@@ -82,10 +83,14 @@ def test_items_added_later_are_scored_from_their_sids_and_text():
     scores = model.scores(states, grown, torch.tensor([7]))
     assert scores.shape == (1, 13) and torch.isfinite(scores).all()
     torch.testing.assert_close(scores[:, :12], model.scores(states, items, torch.tensor([7])))
+    if ids:  # the new item has no learnt embedding: its vector is its codes' and text's alone
+        no_ids = network()
+        no_ids.load_state_dict({k: v for k, v in model.state_dict().items() if "ids" not in k})
+        torch.testing.assert_close(model.output_vectors(grown)[12], no_ids.output_vectors(grown)[12])
 
 
 def test_bad_settings_are_one_config_error():
-    for kw, fragment in [(dict(head="beam"), "model.head='beam'"), (dict(item_inputs="ids"), "model.item_inputs"),
+    for kw, fragment in [(dict(head="beam"), "model.head='beam'"), (dict(item_inputs="codes,ids"), "model.item_inputs"),
                          (dict(num_user_tokens=4), "num_user_tokens"), (dict(d_model=30, num_heads=4), "divisible"),
                          (dict(head="levels", item_inputs="text"), "model.head=levels")]:
         with pytest.raises(ConfigError, match=fragment):
@@ -101,7 +106,8 @@ def item_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("item_sid")
     data = write_tiny_p5(root / "data")
     run_dir = root / "run"
-    assert main(["run", *TINY, "model.arch=item_sid", "model.text_sim=true", f"data.path={data}",
+    assert main(["run", *TINY, "model.arch=item_sid", "model.text_sim=true", "model.item_inputs=codes,text,id",
+                 f"data.path={data}",
                  f"run_dir={run_dir}"]) == 0
     return run_dir
 

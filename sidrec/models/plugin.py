@@ -34,6 +34,7 @@ class ModelShape:
     target_len: int  # SID tokens per item
     level_sizes: tuple[int, ...] = ()  # values per SID level
     text_dim: int = 0  # width of the item text embeddings
+    num_items: int = 0  # items the model is trained on (item-level models with per-item embeddings)
 
 
 # loss(model, batch, ranker, label_smoothing) -> (next-item cross-entropy, auxiliary loss). ``batch``

@@ -22,8 +22,8 @@ def get_model(arch: str) -> ModelPlugin:
 
 
 def build_model(model_cfg: ModelConfig, vocab_size: int, max_source_len: int, target_len: int,
-                level_sizes: tuple[int, ...] = (), text_dim: int = 0) -> nn.Module:
+                level_sizes: tuple[int, ...] = (), text_dim: int = 0, num_items: int = 0) -> nn.Module:
     """The network ``model.*`` describes. max_source_len: history tokens incl. a user token if any;
-    target_len: SID tokens per item; level_sizes and text_dim: what item-level models read."""
-    shape = ModelShape(vocab_size, max_source_len, target_len, tuple(level_sizes), text_dim)
+    target_len: SID tokens per item; level_sizes, text_dim, num_items: what item-level models read."""
+    shape = ModelShape(vocab_size, max_source_len, target_len, tuple(level_sizes), text_dim, num_items)
     return get_model(model_cfg.arch).build(model_cfg, shape)

@@ -42,6 +42,9 @@ class ItemSIDConfig:
     text_dim: int = 0  # width of the catalog's text embeddings; 0 = the model reads no text
     use_codes: bool = True  # SID code embeddings in the item vectors
     text_input: bool = True  # a projection of the text embedding in the item vectors (needs text_dim)
+    # > 0: also a learnt embedding per trained item (items 0..num_id_items-1); items added later (cold
+    # start) have none and are represented by their codes and text alone.
+    num_id_items: int = 0
     head: str = "catalog"  # catalog | levels
     tie_output: bool = True  # catalog head: out_i = v_i (else separate output code embeddings)
     text_sim: bool = False  # add a learnt weight times cos(text_i, text of the last item)
@@ -54,26 +57,39 @@ class ItemSIDConfig:
 
 
 class ItemComposer(nn.Module):
-    """Item vectors from SID codes (one embedding table per level, offsets into one matrix) + text."""
+    """Item vectors: SID code embeddings (one table per level, offsets into one matrix) + a projection
+    of the text embedding + (optionally) a learnt per-item embedding."""
 
     def __init__(self, cfg: ItemSIDConfig):
         super().__init__()
         offsets = torch.tensor([0, *cfg.level_sizes[:-1]]).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
+        self.register_buffer("max_digit", torch.tensor(cfg.level_sizes) - 1, persistent=False)
         self.codes = nn.Embedding(sum(cfg.level_sizes), cfg.d_model) if cfg.use_codes else None
         self.text = nn.Linear(cfg.text_dim, cfg.d_model, bias=False) if cfg.text_dim and cfg.text_input else None
-        if self.codes is not None:
-            nn.init.normal_(self.codes.weight, std=0.02)
+        # Row num_id_items stays zero: the vector of every item added after training.
+        self.ids = (nn.Embedding(cfg.num_id_items + 1, cfg.d_model, padding_idx=cfg.num_id_items)
+                    if cfg.num_id_items else None)
+        for table in (self.codes, self.ids):
+            if table is not None:
+                nn.init.normal_(table.weight, std=0.02)
+        if self.ids is not None:
+            with torch.no_grad():
+                self.ids.weight[-1].zero_()
 
-    def forward(self, sids: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """(..., L) digits and (..., D) text -> (..., d_model)"""
+    def forward(self, catalog, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors (..., d_model) of the items ``index`` (any shape; None = the whole catalog)."""
+        sids = catalog.sids if index is None else catalog.sids[index]
         out = 0
         if self.codes is not None:
             # Digits beyond a level's size (a de-dup digit of items added later) share the last row.
-            sizes = torch.diff(torch.cat([self.offsets, self.offsets.new_tensor([self.codes.num_embeddings])]))
-            out = self.codes(sids.clamp(max=sizes - 1) + self.offsets).sum(-2)
+            out = self.codes(torch.minimum(sids, self.max_digit) + self.offsets).sum(-2)
         if self.text is not None:
+            text = catalog.text if index is None else catalog.text[index]
             out = out + self.text(text.to(self.text.weight.dtype))
+        if self.ids is not None:
+            items = torch.arange(len(catalog.sids), device=sids.device) if index is None else index
+            out = out + self.ids(items.clamp(max=self.ids.padding_idx))
         return out
 
 
@@ -115,7 +131,7 @@ class ItemSID(nn.Module):
         b, t = items.shape
         pad = items < 0
         safe = items.clamp(min=0)
-        x = self.items(catalog.sids[safe], catalog.text[safe])
+        x = self.items(catalog, safe)
         # From the end: the most recent item keeps its position whatever the history length.
         positions = torch.arange(self.cfg.max_history - t, self.cfg.max_history, device=items.device)
         x = self.emb_drop(x + self.pos_emb(positions)[None]) * (~pad)[..., None]
@@ -130,7 +146,7 @@ class ItemSID(nn.Module):
     def output_vectors(self, catalog) -> torch.Tensor:
         """(N, d) output item vectors of the catalog head."""
         composer = self.out_items if self.out_items is not None else self.items
-        return composer(catalog.sids, catalog.text)
+        return composer(catalog)
 
     def level_log_probs(self, states: torch.Tensor) -> list[torch.Tensor]:
         """(M, d) states -> per level (M, size_l) log-probabilities of that level's codes."""
