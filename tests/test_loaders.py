@@ -78,8 +78,10 @@ def test_p5_bad_sequence_files(tmp_path, lines, fragments):
         ([json.dumps({"item_id": 1}), "{not json"], ["items.jsonl:2", "JSON"]),
         ([json.dumps({"id": 1})], ["items.jsonl:1", "item_id"]),
         ([], ["items.jsonl", "empty"]),
+        ([json.dumps({"item_id": 1}), json.dumps({"item_id": 2}), json.dumps({"item_id": "three"})],
+         ["items.jsonl:3", "item_id 'three'", "integer"]),
     ],
-    ids=["unknown item", "duplicate item id", "malformed line", "missing item_id", "empty file"],
+    ids=["unknown item", "duplicate item id", "malformed line", "missing item_id", "empty file", "non-integer id"],
 )
 def test_p5_bad_item_tables(tmp_path, item_lines, fragments):
     write_lines(tmp_path / "sequences.txt", ["1 1 2 3"])

@@ -62,7 +62,7 @@ def load_p5(path: str | Path, name: str) -> Dataset:
     else:
         raise DataError(f"{path}: no such file or directory")
     users, sequences = read_p5_sequences(seq_path)
-    items = read_items_jsonl(item_path) if item_path else None
+    items = read_items_jsonl(item_path, integer_ids=True) if item_path else None
     return build_dataset(name, users, sequences, items, str(seq_path))
 
 

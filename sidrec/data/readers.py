@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sidrec.data.dataset import ITEM_TEXT_FIELDS, Dataset, from_sequences
-from sidrec.errors import DataError
+from sidrec.errors import DataError, brief
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line) of a plain or gzipped UTF-8 file; a leading byte-order mark (Windows
@@ -54,13 +54,17 @@ def iter_json_lines(path: Path):
         yield lineno, obj
 
 
-def read_items_jsonl(path: Path) -> dict[str, dict]:
-    """items.jsonl: one object per item with ``item_id`` and optional text fields / ``asin``."""
+def read_items_jsonl(path: Path, integer_ids: bool = False) -> dict[str, dict]:
+    """items.jsonl: one object per item with ``item_id`` and optional text fields / ``asin``;
+    ``integer_ids``: every ``item_id`` a non-negative integer (the P5 sequences' ids are)."""
     items: dict[str, dict] = {}
     for lineno, obj in iter_json_lines(path):
         if "item_id" not in obj:
             raise DataError(f"{path}:{lineno}: missing field 'item_id'")
         item_id = str(obj["item_id"])
+        if integer_ids and not item_id.isdigit():
+            raise DataError(f"{path}:{lineno}: item_id {brief(obj['item_id'])} is not a non-negative integer "
+                            "(the sequences name items by integer ids)")
         if item_id in items:
             raise DataError(f"{path}:{lineno}: duplicate item_id {item_id!r}")
         item = {"item_id": item_id}
