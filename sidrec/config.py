@@ -387,6 +387,61 @@ SASREC_PRESETS: dict[str, dict[str, str]] = {
 }
 
 
+def _at_least(low):
+    return lambda v: v >= low, f">= {low}"
+
+
+_POSITIVE = (lambda v: v > 0, "> 0")
+_SHARE = (lambda v: 0 <= v < 1, "in [0, 1)")
+
+# The allowed values of every numeric setting, checked by ``build_config`` (so before any work
+# starts: a bad value fails at once, not in the stage that reads it minutes later). Settings that
+# name a choice (tokenizer.kind, model.arch, ...) are checked by ``sidrec.pipeline.check_config``.
+LIMITS: dict[str, tuple] = {
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+    **{f"data.{k}": _at_least(1) for k in ("min_interactions", "max_text_chars")},
+    **{f"encoder.{k}": _at_least(1) for k in ("batch_size", "max_length")},
+    "tokenizer.num_levels": _at_least(1),
+    "tokenizer.num_codes_per_level": _at_least(2),
+    "tokenizer.dedup_reserve": _at_least(0),
+    **{f"tokenizer.{k}": _at_least(1) for k in ("steps_per_level", "batch_size", "rqvae_steps", "rqvae_latent_dim")},
+    "tokenizer.lr": _POSITIVE,
+    "tokenizer.rqvae_beta": _at_least(0),
+    **{f"model.{k}": _at_least(1) for k in ("num_layers", "num_heads", "d_model", "d_kv", "d_ff", "moe_top_k",
+                                             "max_history")},
+    **{f"model.{k}": _at_least(0) for k in ("num_experts", "moe_aux_weight", "num_user_tokens")},
+    "model.dropout": _SHARE,
+    "train.lr": _POSITIVE,
+    **{f"train.{k}": _at_least(1) for k in ("batch_size", "max_steps", "val_every", "devices")},
+    **{f"train.{k}": _at_least(0) for k in ("weight_decay", "max_epochs", "max_minutes", "val_every_epochs",
+                                             "patience", "val_max_users", "warmup_steps", "grad_clip",
+                                             "num_workers")},
+    "train.label_smoothing": _SHARE,
+    **{f"decode.{k}": _at_least(1) for k in ("num_beams", "batch_size")},
+    "decode.cold_start_share": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    **{f"sasrec.{k}": _at_least(1) for k in ("max_len", "d_model", "num_layers", "num_heads", "d_ff", "batch_size",
+                                              "max_epochs", "eval_batch_size")},
+    **{f"sasrec.{k}": _at_least(0) for k in ("weight_decay", "patience", "max_minutes")},
+    "sasrec.dropout": _SHARE,
+    "sasrec.lr": _POSITIVE,
+    **{f"lookup.{k}": _at_least(1) for k in ("last_n", "batch_size")},
+    "lookup.decay": (lambda v: 0 < v <= 1, "in (0, 1]"),
+}
+
+
+def check_limits(cfg) -> None:
+    """Every numeric setting of ``cfg`` within its ``LIMITS`` (sections ``cfg`` lacks are skipped)."""
+    for key, (ok, expected) in LIMITS.items():
+        section, _, name = key.rpartition(".")
+        obj = getattr(cfg, section, None) if section else cfg
+        if obj is None or not hasattr(obj, name):
+            continue
+        value = getattr(obj, name)
+        if not ok(value):
+            kind = "an integer" if isinstance(value, int) else "a number"
+            raise ConfigError(f"{key}={value!r}: expected {kind} {expected}")
+
+
 def _coerce(value: str, typ, key: str):
     if typ is bool:
         low = value.strip().lower()
@@ -490,6 +545,7 @@ def build_config(overrides: list[str] | None = None, base=None, presets: dict | 
         if obj is not None and hasattr(obj, name):
             setattr(obj, name, user_path(getattr(obj, name)))
     check_ks(cfg.eval.ks)
+    check_limits(cfg)
     decode = getattr(cfg, "decode", None)  # SASRec's config has none
     if decode is not None and decode.precision not in ("fp32", "bf16"):
         raise ConfigError(f"decode.precision={decode.precision!r}: expected fp32 or bf16")
@@ -507,15 +563,8 @@ def build_popularity_config(overrides: list[str] | None = None) -> PopularityRun
 
 
 def build_lookup_config(overrides: list[str] | None = None) -> LookupRunConfig:
-    """The text lookup baseline's config, by the rules of ``build_config`` (no presets), checked."""
-    cfg = build_config(overrides, presets={}, factory=LookupRunConfig)
-    if cfg.lookup.last_n < 1:
-        raise ConfigError(f"lookup.last_n={cfg.lookup.last_n}: expected an integer >= 1")
-    if not 0 < cfg.lookup.decay <= 1:
-        raise ConfigError(f"lookup.decay={cfg.lookup.decay}: expected a number in (0, 1]")
-    if cfg.lookup.batch_size < 1:
-        raise ConfigError(f"lookup.batch_size={cfg.lookup.batch_size}: expected an integer >= 1")
-    return cfg
+    """The text lookup baseline's config, by the rules of ``build_config`` (no presets)."""
+    return build_config(overrides, presets={}, factory=LookupRunConfig)
 
 
 def check_ks(value: str) -> list[int]:

@@ -126,3 +126,24 @@ def test_a_resolved_base_is_not_reset_by_its_preset():
 def test_malformed_eval_ks_is_one_line():
     with pytest.raises(ConfigError, match="eval.ks='5,x'"):
         build_config(["eval.ks=5,x"])
+
+
+@pytest.mark.parametrize("arg, fragment", [
+    ("model.num_layers=-1", "model.num_layers=-1: expected an integer >= 1"),
+    ("model.dropout=1.5", "model.dropout=1.5: expected a number in [0, 1)"),
+    ("train.lr=0", "train.lr=0.0: expected a number > 0"),
+    ("train.max_steps=0", "train.max_steps=0"),
+    ("tokenizer.num_codes_per_level=1", "tokenizer.num_codes_per_level=1: expected an integer >= 2"),
+    ("decode.num_beams=0", "decode.num_beams=0"),
+    ("seed=-1", "seed=-1"),
+])
+def test_numeric_settings_out_of_range_fail_when_the_config_is_built(arg, fragment):
+    with pytest.raises(ConfigError) as info:
+        build_config([arg])
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_every_preset_is_within_the_limits():
+    for preset in PRESETS:
+        build_config([f"preset={preset}"])
+
