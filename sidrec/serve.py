@@ -923,10 +923,10 @@ def main(args: list[str]) -> None:
         raise ConfigError("sidrec serve needs run_dir=<a finished run directory>")
     run_dir = user_path(pairs.pop("run_dir"))
     host = pairs.pop("host", "127.0.0.1")
-    try:
-        port = int(pairs.pop("port", "8000"))
-    except ValueError:
-        raise ConfigError("port must be an integer") from None
+    port = pairs.pop("port", "8000")
+    if not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(f"port={port!r}: expected an integer from 1 to 65535")
+    port = int(port)
     device = pairs.pop("device", "cpu")
     settings = ServeSettings.from_pairs(pairs)
     serve(run_dir, host, port, settings, [f"{k}={v}" for k, v in pairs.items()], device)

@@ -305,6 +305,15 @@ def test_cold_start_item_is_recommendable_at_once(server, local):
     assert server.get("/health").json()["num_items"] == n + 1
 
 
+@pytest.mark.parametrize("port", ["99999", "0", "http", "-1"])
+def test_a_bad_port_is_one_line_before_the_run_is_loaded(port, capsys):
+    from sidrec.cli import main
+
+    assert main(["serve", "run_dir=not-loaded-yet", f"port={port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: port={port!r}: expected an integer from 1 to 65535"]
+
+
 def test_serving_imports_no_training_code():
     code = ("import sys, sidrec.serve, sidrec.cold_start, sidrec.recommender; "
             "bad = [m for m in sys.modules if m.startswith(('sidrec.train', 'lightning', 'sidrec.pipeline'))]; "
