@@ -27,7 +27,8 @@ import logging
 import sys
 from pathlib import Path
 
-from sidrec.config import PRESETS, build_config, load_config, parse_overrides, parse_seeds, user_path
+from sidrec.config import (PRESETS, build_config, load_config, merge_overrides, parse_overrides, parse_seeds,
+                           refuse_repeated_keys, user_path)
 from sidrec.errors import ConfigError, SidrecError
 
 log = logging.getLogger("sidrec")
@@ -103,7 +104,8 @@ def _run_seeds_in_subprocesses(args: list[str], seeds: list[int], base: Path, pa
         while pending and len(running) < parallel:
             seed = pending.pop(0)
             log = open(base / f"seed-{seed}.log", "w")
-            cmd = [sys.executable, "-m", "sidrec.cli", "run", *args, f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"]
+            cmd = [sys.executable, "-m", "sidrec.cli", "run",
+                   *merge_overrides([*args, f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])]
             running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
         seed, proc, log = running.pop(0)
         if proc.wait() != 0:
@@ -320,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         print(command_help(command))
         return 0
     try:
+        refuse_repeated_keys(args)
         handlers[command](args)
     except SidrecError as exc:
         print(f"error: {exc}", file=sys.stderr)

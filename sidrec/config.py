@@ -484,6 +484,26 @@ def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def refuse_repeated_keys(args: list[str]) -> None:
+    """A command line names each key once: ``train.lr=1e-3 ... train.lr=2e-3`` is refused, not
+    silently resolved to the last value (arguments without ``=``, such as a study name, are skipped)."""
+    seen: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        key = key.strip()
+        if not sep:
+            continue
+        if key in seen:
+            raise ConfigError(f"{key} is given twice ({key}={seen[key]!r} and {key}={value!r}); give it once")
+        seen[key] = value
+
+
+def merge_overrides(overrides: list[str]) -> list[str]:
+    """One ``key=value`` per key, the last one given: for override lists put together from several
+    sources (a study's, a row's, a seed's), where later ones win, and that go to a command line."""
+    return [f"{key}={value}" for key, value in dict(parse_overrides(overrides)).items()]
+
+
 def apply_overrides(cfg, overrides: list[str] | None, presets: dict[str, dict[str, str]], preset: str = ""):
     """The preset's overrides (``preset=`` on the command line wins over ``preset``), then the
     command line's, in that order."""

@@ -15,6 +15,13 @@ os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gett
 
 TINY = ["preset=tiny", "data.format=p5", "data.name=tiny", "train.max_steps=12", "train.val_every=6"]
 
+
+def tiny_args(*overrides: str) -> list[str]:
+    """TINY with ``overrides`` in place of its own values of a key (a command line names each key once)."""
+    from sidrec.config import merge_overrides
+
+    return merge_overrides([*TINY, *overrides])
+
 WORDS = ["lipstick", "shampoo", "mascara", "serum", "cleanser", "nail polish", "perfume", "sunscreen",
          "conditioner", "eyeliner", "moisturizer", "hair dryer", "brush", "toner", "foundation", "lotion"]
 BRANDS = ["Acme", "Lumi", "Rosa", "Nord"]

@@ -147,3 +147,12 @@ def test_every_preset_is_within_the_limits():
     for preset in PRESETS:
         build_config([f"preset={preset}"])
 
+
+def test_a_command_line_names_each_key_once_and_composed_overrides_keep_the_last():
+    from sidrec.config import merge_overrides, refuse_repeated_keys
+
+    with pytest.raises(ConfigError, match=r"train.lr is given twice \(train.lr='1e-3' and train.lr='2e-3'\)"):
+        refuse_repeated_keys(["train.lr=1e-3", "model.d_model=48", "train.lr=2e-3"])
+    refuse_repeated_keys(["tokenizer", "train.lr=1e-3", "tokenizer"])  # a study name is no key
+    assert merge_overrides(["preset=tiny", "run_dir=a", "seed=1", "run_dir=a/seed-0"]) == \
+        ["preset=tiny", "run_dir=a/seed-0", "seed=1"]

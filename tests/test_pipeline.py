@@ -15,7 +15,7 @@ from sidrec.errors import ArtifactError
 from sidrec.tokenize.sid_table import SIDTable
 from sidrec.tokenize.vocab import SIDVocab
 
-from conftest import TINY
+from conftest import TINY, tiny_args
 
 
 def test_run_writes_every_artifact_and_metrics(finished_run, capsys):
@@ -89,9 +89,9 @@ def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, monkeypatch):
 
 def test_two_process_ddp_on_cpu_trains_disjoint_data(tiny_p5, tmp_path):
     run_dir = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "sidrec.cli", "run", *TINY, f"data.path={tiny_p5}", f"run_dir={run_dir}",
-           "train.accelerator=cpu", "train.devices=2", "train.strategy=ddp", "train.record_sample_ids=true",
-           "train.max_steps=4", "train.val_every=2", "train.batch_size=8"]
+    cmd = [sys.executable, "-m", "sidrec.cli", "run", *tiny_args(
+           f"data.path={tiny_p5}", f"run_dir={run_dir}", "train.accelerator=cpu", "train.devices=2", "train.strategy=ddp",
+           "train.record_sample_ids=true", "train.max_steps=4", "train.val_every=2", "train.batch_size=8")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
@@ -153,9 +153,9 @@ def test_killed_training_resumes_to_the_result_of_an_uninterrupted_run(tiny_p5, 
     import signal
     import time
 
-    args = [sys.executable, "-m", "sidrec.cli", "run", *TINY, f"data.path={tiny_p5}", "train.max_steps=120",
-            "train.val_every=8", "train.batch_size=24", "train.lr_schedule=cosine", "train.warmup_steps=5",
-            "model.dropout=0.2", "train.patience=100"]
+    args = [sys.executable, "-m", "sidrec.cli", "run", *tiny_args(
+            f"data.path={tiny_p5}", "train.max_steps=120", "train.val_every=8", "train.batch_size=24",
+            "train.lr_schedule=cosine", "train.warmup_steps=5", "model.dropout=0.2", "train.patience=100")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
     def run(run_dir):

@@ -23,7 +23,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidrec.config import RunConfig, build_config, parse_overrides, parse_seeds
+from sidrec.config import RunConfig, build_config, merge_overrides, parse_overrides, parse_seeds
 from sidrec.errors import ConfigError, DataError
 from sidrec.experiments.report import BASELINES
 from sidrec.experiments.studies import STUDIES, Study, get_study
@@ -280,8 +280,8 @@ def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict) -> None:
             slot += 1
             run_dir.mkdir(parents=True, exist_ok=True)
             log = open(run_dir / "run.log", "w")
-            cmd = [sys.executable, "-m", "sidrec.cli", "run", *exp.overrides, *row.overrides, f"seed={seed}",
-                   f"run_dir={run_dir}"]
+            cmd = [sys.executable, "-m", "sidrec.cli", "run",  # later overrides win, as in Experiment.config
+                   *merge_overrides([*exp.overrides, *row.overrides, f"seed={seed}", f"run_dir={run_dir}"])]
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log, cfg, run_dir,
                             where, time.perf_counter()))
             print(f"{where}: started in {run_dir}" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if exp.gpus else "")

@@ -1,0 +1,53 @@
+"""The command line (sidrec/cli.py): every setting checked before any work, one ``error:`` line per
+refusal, and no run directory left behind by a failed command."""
+
+import pytest
+
+# Lightning (which the commands import) binds a console log handler to the stderr of its import:
+# let that be the session's, not the stream of a test's capsys, closed when the test ends.
+import sidrec.pipeline  # noqa: F401
+from sidrec.cli import main
+
+from conftest import TINY
+
+
+def one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), captured.err
+    return err[0]
+
+
+def test_a_repeated_key_is_refused(tiny_p5, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = [*TINY, f"data.path={tiny_p5}", f"run_dir={run_dir}", "train.lr=1e-3", "train.lr=2e-3"]
+    assert main(["prepare", *args]) == 2
+    assert "train.lr is given twice (train.lr='1e-3' and train.lr='2e-3')" in one_error_line(capsys)
+    assert not run_dir.exists()
+    assert main(["evaluate", f"run_dir={run_dir}", "stage=valid", "stage=test"]) == 2
+    assert "stage is given twice" in one_error_line(capsys)
+
+
+def test_seeds_in_subprocesses_give_each_run_its_own_seed_and_directory(monkeypatch, tmp_path):
+    """The per-seed command lines name seed and run_dir once, although the user's has them too."""
+    import subprocess
+
+    import sidrec.cli as cli
+
+    commands = []
+
+    class Done:
+        returncode = 1
+
+        def __init__(self, cmd, **kwargs):
+            commands.append(cmd)
+
+        def wait(self):
+            return 1
+
+    monkeypatch.setattr(subprocess, "Popen", Done)
+    cli._run_seeds_in_subprocesses(["preset=tiny", "seed=5", f"run_dir={tmp_path}"], [0, 1], tmp_path, 2)
+    for seed, cmd in enumerate(commands):
+        keys = [arg.split("=")[0] for arg in cmd[4:]]
+        assert sorted(keys) == ["preset", "run_dir", "seed"]
+        assert f"seed={seed}" in cmd and f"run_dir={tmp_path / f'seed-{seed}'}" in cmd
