@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sidrec.config import ModelConfig
-from sidrec.errors import ArtifactError
+from sidrec.errors import ArtifactError, SidrecError
 from sidrec.io import save_torch
 from sidrec.models import build_model
 from sidrec.models.sasrec import SASRec
@@ -83,7 +84,15 @@ def load_model_file(path: str | Path, map_location="cpu") -> tuple[torch.nn.Modu
         meta, state = blob["sidrec"], blob["state_dict"]
     except Exception as exc:
         raise ArtifactError(f"{path}: corrupted or not a sidrec model file ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    model = build_from_meta(meta)
+    network = SASRec if meta.get("model") == "sasrec" else ModelConfig
+    unknown = sorted(set(meta.get("model_config", {})) - set(inspect.signature(network).parameters))
+    if unknown:
+        raise ArtifactError(f"{path}: unknown model config key(s) {unknown} (a model file of another sidrec "
+                            "version?)")
+    try:
+        model = build_from_meta(meta)
+    except SidrecError as exc:  # e.g. a model.arch this version does not have
+        raise ArtifactError(f"{path}: the stored model config does not build a model here ({exc})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -75,6 +76,22 @@ def test_corrupted_model_file_is_one_clear_error(finished_run, tmp_path, capsys)
     assert main(["evaluate", f"run_dir={broken}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.pt" in err[0] and "corrupted" in err[0]
+
+
+def copy_run(finished_run, to):
+    """The finished run's files (and checkpoints) in a directory of its own, to break."""
+    shutil.copytree(finished_run, to)
+    return to
+
+
+def test_a_model_file_with_an_unknown_config_key_is_one_clear_error(finished_run, tmp_path, capsys):
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    blob = torch.load(run_dir / "model.pt", weights_only=True)
+    blob["sidrec"]["model_config"]["future_knob"] = 1
+    torch.save(blob, run_dir / "model.pt")
+    assert main(["evaluate", f"run_dir={run_dir}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.pt: unknown model config key(s) ['future_knob']" in err[0], err
 
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, monkeypatch):
