@@ -119,9 +119,13 @@ def _run_seeds_in_subprocesses(args: list[str], seeds: list[int], base: Path, pa
 def cmd_run(args: list[str]) -> None:
     from sidrec.evaluate.metrics import mean_std
     from sidrec.io import write_json
+    from sidrec.pipeline import check_config, check_reusable
 
     seeds, parallel, args = _split_seeds(args)
     cfg = build_config(args)
+    check_config(cfg)  # before any work or output: a refusal is the first line
+    if seeds is None and cfg.run_dir:
+        check_reusable(cfg, Path(cfg.run_dir))
     if cfg.preset and cfg.preset != "paper":
         choices = "\n".join(f"  {key}={value}" for key, value in PRESETS[cfg.preset].items())
         print(f"NOTE: preset={cfg.preset} differs from the paper's configuration in:\n{choices}\n"
@@ -146,10 +150,12 @@ def cmd_run(args: list[str]) -> None:
 
 
 def cmd_prepare(args: list[str]) -> None:
-    from sidrec.pipeline import prepare, resolve_run_dir, save_config
+    from sidrec.pipeline import check_config, check_reusable, prepare, resolve_run_dir, save_config
 
     cfg = build_config(args)
+    check_config(cfg)
     run_dir = resolve_run_dir(cfg)
+    check_reusable(cfg, run_dir)
     save_config(cfg, run_dir)
     dataset = prepare(cfg, run_dir)
     print(json.dumps(dataset.stats(), indent=2))

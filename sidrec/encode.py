@@ -97,9 +97,16 @@ def _hub_has_modules_json(repo_id: str) -> bool:
         ) from None
 
 
-def resolve_model(cfg: EncoderConfig) -> ResolvedModel:
+def check_encoder_config(cfg: EncoderConfig) -> None:
+    """encoder.kind and encoder.device (the model is looked up when texts are embedded: a run that
+    reuses its embeddings needs none)."""
     if cfg.kind not in KINDS:
         raise ConfigError(f"encoder.kind={cfg.kind!r}: expected one of {', '.join(KINDS)}")
+    resolve_device(cfg.device)
+
+
+def resolve_model(cfg: EncoderConfig) -> ResolvedModel:
+    check_encoder_config(cfg)
     name = cfg.model
     if name in PACKAGED_MODELS:
         source, is_local = str(_packaged_model_dir(name)), True

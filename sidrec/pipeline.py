@@ -28,7 +28,7 @@ from sidrec.data.dataset import Dataset
 from sidrec.data.loaders import load_dataset
 from sidrec.data.split import evaluation_samples, training_samples, training_windows
 from sidrec.data.text import item_texts
-from sidrec.errors import ArtifactError
+from sidrec.errors import ArtifactError, ConfigError
 from sidrec.io import write_json, write_npy, write_text
 from sidrec.run import LAST_CHECKPOINT, METRICS, MODEL, RunDir, build_ranker, load_metrics
 from sidrec.tokenize.vocab import SIDVocab
@@ -40,6 +40,30 @@ REUSE_IGNORED = {
     "tokenizer": {"device", "batch_size"},
     "train": {"accelerator", "devices", "strategy", "num_workers", "loggers"},
 }
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Every setting checked before any work starts, so a bad one fails at once in one line rather
+    than minutes later in the stage that reads it. ``build_config`` has checked the numeric ranges;
+    here are the names each stage knows (formats, kinds, schedules) and the model, which its plug-in
+    builds for a stand-in catalog (``sidrec.models.registry.check_model``)."""
+    from sidrec.data.loaders import check_data_config
+    from sidrec.data.text import check_text_settings
+    from sidrec.encode import check_encoder_config
+    from sidrec.models.registry import check_model
+    from sidrec.tokenize import build_tokenizer
+    from sidrec.tokenize.sid_table import check_dedup
+    from sidrec.train.fit import check_train_config
+
+    check_data_config(cfg.data)
+    check_text_settings(cfg.data.text_template, cfg.data.missing_text)
+    check_encoder_config(cfg.encoder)
+    build_tokenizer(cfg.tokenizer)  # kind, device, RQ-VAE widths
+    check_dedup(cfg.tokenizer.dedup)
+    check_model(cfg.model, cfg.tokenizer.num_levels, cfg.tokenizer.num_codes_per_level)
+    check_train_config(cfg)
+    if cfg.decode.unknown_items not in ("error", "skip"):
+        raise ConfigError(f"decode.unknown_items={cfg.decode.unknown_items!r}: expected error or skip")
 
 
 def resolve_run_dir(cfg: RunConfig) -> Path:
@@ -143,9 +167,10 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     from sidrec.models import build_model, get_model
     from sidrec.train.fit import fit, validation_subset
 
+    check_config(cfg)
     run_dir = resolve_run_dir(cfg)
-    print(cfg.to_json())
     check_reusable(cfg, run_dir)
+    print(cfg.to_json())
     if stages == "all" and cfg.eval.test and (run_dir / METRICS).exists() and (run_dir / MODEL).exists():
         print(f"{run_dir}: finished run, reusing its metrics.json (`sidrec evaluate` tests it again)")
         return {"run_dir": str(run_dir), **load_metrics(run_dir)}

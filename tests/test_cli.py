@@ -18,6 +18,27 @@ def one_error_line(capsys) -> str:
     return err[0]
 
 
+@pytest.mark.parametrize("args, fragment", [
+    (["model.num_layers=-1"], "model.num_layers=-1: expected an integer >= 1"),
+    (["model.arch=transformerz"], "model.arch='transformerz'"),
+    (["model.arch=item_sid", "model.num_heads=5"], "divisible"),
+    (["train.lr_schedule=step"], "train.lr_schedule='step'"),
+    (["train.select_metric=recall@20"], "train.select_metric='recall@20'"),
+    (["tokenizer.kind=kmeans"], "tokenizer.kind 'kmeans'"),
+    (["tokenizer.dedup=none"], "tokenizer.dedup 'none'"),
+    (["encoder.kind=onnx"], "encoder.kind='onnx'"),
+    (["decode.unknown_items=drop"], "decode.unknown_items='drop'"),
+], ids=lambda value: value[-1] if isinstance(value, list) else None)
+def test_a_bad_setting_fails_at_once_in_one_line(tiny_p5, tmp_path, monkeypatch, capsys, args, fragment):
+    """Before any output or work: no run directory, nothing on stdout (not even the preset note)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", *TINY, f"data.path={tiny_p5}", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert fragment in captured.err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_repeated_key_is_refused(tiny_p5, tmp_path, capsys):
     run_dir = tmp_path / "run"
     args = [*TINY, f"data.path={tiny_p5}", f"run_dir={run_dir}", "train.lr=1e-3", "train.lr=2e-3"]
@@ -26,6 +47,19 @@ def test_a_repeated_key_is_refused(tiny_p5, tmp_path, capsys):
     assert not run_dir.exists()
     assert main(["evaluate", f"run_dir={run_dir}", "stage=valid", "stage=test"]) == 2
     assert "stage is given twice" in one_error_line(capsys)
+
+
+def test_the_refusal_of_a_conflicting_run_directory_is_the_first_line(tiny_p5, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = [*TINY, f"data.path={tiny_p5}", f"run_dir={run_dir}"]
+    assert main(["prepare", *args]) == 0
+    capsys.readouterr()
+    assert main(["run", *args, "data.max_text_chars=100"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # the preset note and the config come after the checks
+    assert captured.err.count("\n") == 1 and "data.max_text_chars=2000, not 100" in captured.err
+    assert main(["prepare", *args, "data.max_text_chars=100"]) == 2  # prepare refuses as well
+    assert "data.max_text_chars=2000, not 100" in one_error_line(capsys)
 
 
 def test_seeds_in_subprocesses_give_each_run_its_own_seed_and_directory(monkeypatch, tmp_path):

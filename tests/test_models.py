@@ -266,3 +266,23 @@ def test_bf16_autocast_training_reaches_the_loss_of_fp32(arch):
     (fp32_end, start), (bf16_end, _) = train(False), train(True)
     assert fp32_end < 0.5 * start and bf16_end < 0.5 * start  # both learn
     assert abs(bf16_end - fp32_end) < 0.15 * start  # ... to a comparable loss
+
+
+
+def test_check_model_accepts_every_preset_and_arch_and_refuses_what_cannot_be_built():
+    """``check_model`` (run before any work) builds the network on the meta device: it accepts every
+    preset's model and each arch, and refuses a setting the plug-in or torch cannot honour, in one line."""
+    from sidrec.config import PRESETS, build_config
+    from sidrec.models.registry import MODELS, check_model
+
+    configs = [build_config([f"preset={preset}"]) for preset in PRESETS]
+    configs += [build_config(["preset=tiny", f"model.arch={arch}"]) for arch in MODELS]
+    for cfg in configs:
+        check_model(cfg.model, cfg.tokenizer.num_levels, cfg.tokenizer.num_codes_per_level)
+    for options, fragment in [(dict(arch="transformerz"), "model.arch='transformerz'"),
+                              (dict(num_experts=2, moe_top_k=3), "moe_top_k=3"),
+                              (dict(objective="sideways"), "model.objective='sideways'"),
+                              (dict(arch="item_sid", num_heads=5), "divisible")]:
+        with pytest.raises(ConfigError) as info:
+            check_model(ModelConfig(**options))
+        assert fragment in str(info.value) and "\n" not in str(info.value)

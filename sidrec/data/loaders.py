@@ -23,6 +23,7 @@ from sidrec.data.tables import load_recbole, load_table
 from sidrec.errors import ConfigError, DataError
 
 BUNDLED = ("beauty",)
+FORMATS = ("bundled", "p5", "amazon_raw", "recbole", "table")
 
 
 def read_p5_sequences(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -66,27 +67,38 @@ def load_p5(path: str | Path, name: str) -> Dataset:
     return build_dataset(name, users, sequences, items, str(seq_path))
 
 
-def load_bundled(name: str) -> Dataset:
+def check_bundled(name: str) -> None:
     if name not in BUNDLED:
         raise ConfigError(f"data.name={name!r} is not bundled (bundled: {', '.join(BUNDLED)}); "
                           "give data.format=p5|amazon_raw|recbole|table and data.path=...")
+
+
+def load_bundled(name: str) -> Dataset:
+    check_bundled(name)
     root = resources.files("sidrec") / "data" / "bundled" / name
     with resources.as_file(root) as directory:
         return load_p5(directory, name)
 
 
+def check_data_config(cfg: DataConfig) -> None:
+    """The format, and the name or path it needs (the files are read by ``load_dataset``)."""
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"unknown data.format={cfg.format!r} (have: {', '.join(FORMATS)})")
+    if cfg.format == "bundled":
+        check_bundled(cfg.name)
+    elif not cfg.path:
+        raise ConfigError(f"data.format={cfg.format} needs data.path=<file or directory>")
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
+    check_data_config(cfg)
     fmt = cfg.format
     if fmt == "bundled":
         return load_bundled(cfg.name)
-    if not cfg.path:
-        raise ConfigError(f"data.format={fmt} needs data.path=<file or directory>")
     if fmt == "p5":
         return load_p5(cfg.path, cfg.name)
     if fmt == "amazon_raw":
         return load_amazon_raw(cfg.path, cfg.name, min_interactions=cfg.min_interactions)
     if fmt == "recbole":
         return load_recbole(cfg.path, cfg.name)
-    if fmt == "table":
-        return load_table(cfg.path, cfg.name)
-    raise ConfigError(f"unknown data.format={fmt!r} (have: bundled, p5, amazon_raw, recbole, table)")
+    return load_table(cfg.path, cfg.name)

@@ -36,6 +36,13 @@ def template_fields(template: str) -> list[str]:
     return fields
 
 
+def check_text_settings(template: str, missing_text: str) -> None:
+    """data.text_template and data.missing_text."""
+    template_fields(template)
+    if missing_text not in ("error", "id"):
+        raise ConfigError(f"data.missing_text={missing_text!r}: expected error or id")
+
+
 def render(item: dict, template: str, max_chars: int = 2000) -> str:
     """Each " | "-separated segment is kept only if all the fields it names are present."""
     parts = []
@@ -50,9 +57,7 @@ def render(item: dict, template: str, max_chars: int = 2000) -> str:
 def item_texts(items: list[dict], template: str, missing_text: str = "error", max_chars: int = 2000,
                source: str = "items") -> list[str]:
     """Texts for every item. Items with no text: error (default) or, with missing_text=id, their id."""
-    template_fields(template)
-    if missing_text not in ("error", "id"):
-        raise ConfigError(f"data.missing_text={missing_text!r}: expected error or id")
+    check_text_settings(template, missing_text)
     texts = [render(item, template, max_chars) for item in items]
     empty = [i for i, t in enumerate(texts) if not t]
     if empty:

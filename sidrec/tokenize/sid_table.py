@@ -22,6 +22,11 @@ from sidrec.io import write_npz
 DEDUPS = ("extra_digit", "random")
 
 
+def check_dedup(dedup: str) -> None:
+    if dedup not in DEDUPS:
+        raise ConfigError(f"unknown tokenizer.dedup {dedup!r} (have: {', '.join(DEDUPS)})")
+
+
 def sid_keys(sids: np.ndarray, level_sizes: tuple[int, ...]) -> np.ndarray:
     """(M, L) digits -> (M,) int64 mixed-radix keys (digit l has weight prod(level_sizes[l+1:]))."""
     weights = np.cumprod((1,) + tuple(level_sizes[:0:-1]))[::-1].astype(np.int64)
@@ -52,8 +57,7 @@ class SIDTable:
               digit_size: int = 0) -> "SIDTable":
         """``extra_digit``: the digit has (largest collision group + ``reserve``) values, at least
         ``digit_size``; the reserve leaves room for cold-start items added after training."""
-        if dedup not in DEDUPS:
-            raise ConfigError(f"unknown tokenizer.dedup {dedup!r} (have: {', '.join(DEDUPS)})")
+        check_dedup(dedup)
         codes = np.asarray(codes)
         if codes.ndim != 2 or len(codes) == 0 or codes.shape[1] == 0 or not np.issubdtype(codes.dtype, np.integer):
             raise DataError(f"SID codes must be a non-empty (N, L) integer array, got {codes.dtype} {codes.shape}")

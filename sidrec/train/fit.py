@@ -22,6 +22,11 @@ from sidrec.errors import ConfigError
 from sidrec.train.module import LR_SCHEDULES, GenerativeRecommender
 
 
+# train.precision: "auto" (``resolve_precision``) or one of Lightning's names.
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine",
+              "transformer-engine-float16", "32", "16", "bf16", "64")
+
+
 def cpu_has_bf16() -> bool:
     """Native bf16 matrix units (AVX512-BF16 / AMX): there bf16 autocast pays; elsewhere it is emulated."""
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -128,6 +133,30 @@ def resolve_budget(cfg: RunConfig, num_samples: int) -> RunConfig:
     return replace(cfg, train=replace(t, max_steps=max_steps, val_every=val_every))
 
 
+def check_train_config(cfg: RunConfig) -> None:
+    """The train.* names that Lightning or the validation loop would refuse only when training starts."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    t = cfg.train
+
+    def one_of(key: str, value: str, choices) -> None:
+        if value not in choices:
+            raise ConfigError(f"train.{key}={value!r}: expected one of {', '.join(choices)}")
+
+    one_of("lr_schedule", t.lr_schedule, LR_SCHEDULES)
+    one_of("precision", t.precision, PRECISIONS)
+    one_of("accelerator", t.accelerator, ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())))
+    one_of("strategy", t.strategy, ("auto", *StrategyRegistry.available_strategies()))
+    if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.accelerator={t.accelerator} but no CUDA device is available (use auto or cpu)")
+    metrics = [f"{m}@{k}" for k in cfg.ks() for m in ("recall", "ndcg")]
+    one_of("select_metric", t.select_metric, metrics)
+    one_of("early_stop_metric", t.early_stop_metric, metrics)
+    for name in (n.strip() for n in t.loggers.split(",") if n.strip()):
+        one_of("loggers", name, ("csv", "tensorboard"))
+
+
 def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, train: Samples, valid: Samples,
         meta: dict, resume_from: Path | None = None) -> FitResult:
     """Lightning fit; on return ``model`` holds the weights of the best validation checkpoint.
@@ -135,8 +164,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
     A last checkpoint (model, optimizer, step, sampler position, dropout RNG, early-stopping and
     best-checkpoint state, time spent) is kept at every validation; when ``resume_from`` exists,
     training continues from it."""
-    if cfg.train.lr_schedule not in LR_SCHEDULES:
-        raise ConfigError(f"train.lr_schedule={cfg.train.lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+    check_train_config(cfg)
     cfg = resolve_budget(cfg, len(train))
     module = GenerativeRecommender(model, ranker, cfg, meta)
     module.num_train_samples = len(train)
