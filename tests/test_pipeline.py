@@ -94,6 +94,18 @@ def test_a_model_file_with_an_unknown_config_key_is_one_clear_error(finished_run
     assert len(err) == 1 and "model.pt: unknown model config key(s) ['future_knob']" in err[0], err
 
 
+def test_a_corrupted_checkpoint_to_resume_from_is_one_clear_error(finished_run, tmp_path, capsys):
+    run_dir = copy_run(finished_run, tmp_path / "run")
+    (run_dir / "model.pt").unlink()
+    (run_dir / "metrics.json").unlink()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # cut short, as by a full disk
+    assert main(["run", *TINY, f"data.path={finished_run.parent / 'data'}", f"run_dir={run_dir}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "last.ckpt: corrupted checkpoint" in err[0] and "delete it" in err[0], err
+    assert last.exists()  # the run directory and its files stay
+
+
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # without run_dir the run directory goes under ./runs
     assert main(["run", "preset=tiny", "data.format=p5", f"data.path={tmp_path / 'nowhere'}"]) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from sidrec.config import RunConfig
 from sidrec.data.split import Samples
 from sidrec.decode.ranker import Ranker
 from sidrec.train.data import ShardedBatchSampler, batch_loader
-from sidrec.errors import ConfigError
+from sidrec.errors import ArtifactError, ConfigError
 from sidrec.train.module import LR_SCHEDULES, GenerativeRecommender
 
 
@@ -157,6 +158,19 @@ def check_train_config(cfg: RunConfig) -> None:
         one_of("loggers", name, ("csv", "tensorboard"))
 
 
+def check_checkpoint(path: Path) -> None:
+    """A checkpoint to resume from is whole (torch writes a zip archive, each entry with a CRC), so
+    a damaged one is refused in one line rather than in Lightning's traceback."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entry = archive.testzip()
+        damaged = None if entry is None else f"its entry {entry} fails its CRC check"
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        damaged = " ".join(str(exc).split())
+    if damaged is not None:
+        raise ArtifactError(f"{path}: corrupted checkpoint ({damaged}); delete it to train from the start")
+
+
 def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, train: Samples, valid: Samples,
         meta: dict, resume_from: Path | None = None) -> FitResult:
     """Lightning fit; on return ``model`` holds the weights of the best validation checkpoint.
@@ -199,6 +213,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
     module.train_sampler = train_loader.sampler
     resume = resume_from if resume_from is not None and resume_from.exists() else None
     if resume is not None:
+        check_checkpoint(resume)
         print(f"resuming training from {resume}")
     trainer.fit(module, train_dataloaders=train_loader,
                 # Sorted by history length: little padding per batch (the metrics are means over users).
