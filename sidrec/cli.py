@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -57,9 +58,9 @@ def _report(text: str) -> None:
 
 
 def _run_logged(cfg) -> dict:
-    from sidrec.pipeline import format_metrics, resolve_run_dir, run
+    from sidrec.pipeline import format_metrics, new_run_dir, resolve_run_dir, run
 
-    with _run_log(resolve_run_dir(cfg)):
+    with new_run_dir(resolve_run_dir(cfg, create=False)) as run_dir, _run_log(run_dir):
         log.info("sidrec %s: run in %s with config\n%s", _version(), cfg.run_dir, cfg.to_json())
         try:
             result = run(cfg)
@@ -69,6 +70,22 @@ def _run_logged(cfg) -> dict:
         if result:
             _report(format_metrics(result, title=f"test metrics (seed {cfg.seed}, run {result['run_dir']})"))
     return result
+
+
+def _output_file(key: str, value: str) -> str:
+    """The file ``key=value`` names for this command to write, checked before the work: a folder,
+    a path under a file or an unwritable folder fails now, not when the results are ready."""
+    if not value:
+        raise ConfigError(f"{key}='': expected a file name")
+    path = Path(user_path(value))
+    if path.is_dir():
+        raise ConfigError(f"{key}={value!r}: is a directory; give a file name")
+    folder = next(p for p in path.absolute().parents if p.exists())  # the nearest that exists
+    if not folder.is_dir():
+        raise ConfigError(f"{key}={value!r}: {folder} is a file, not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={value!r}: {folder} is not writable")
+    return str(path)
 
 
 def _int_arg(key: str, value: str, minimum: int) -> int:
@@ -150,23 +167,23 @@ def cmd_run(args: list[str]) -> None:
 
 
 def cmd_prepare(args: list[str]) -> None:
-    from sidrec.pipeline import check_config, check_reusable, prepare, resolve_run_dir, save_config
+    from sidrec.pipeline import check_config, check_reusable, new_run_dir, prepare, resolve_run_dir, save_config
 
     cfg = build_config(args)
     check_config(cfg)
-    run_dir = resolve_run_dir(cfg)
-    check_reusable(cfg, run_dir)
-    save_config(cfg, run_dir)
-    dataset = prepare(cfg, run_dir)
+    with new_run_dir(resolve_run_dir(cfg, create=False)) as run_dir:
+        check_reusable(cfg, run_dir)
+        save_config(cfg, run_dir)
+        dataset = prepare(cfg, run_dir)
     print(json.dumps(dataset.stats(), indent=2))
     print(f"run directory: {run_dir}")
 
 
 def cmd_tokenize(args: list[str]) -> None:
-    from sidrec.pipeline import resolve_run_dir, run
+    from sidrec.pipeline import new_run_dir, resolve_run_dir, run
 
     cfg = build_config(args)
-    with _run_log(resolve_run_dir(cfg)):
+    with new_run_dir(resolve_run_dir(cfg, create=False)) as run_dir, _run_log(run_dir):
         result = run(cfg, stages="tokenize")
         _report(f"run directory: {result['run_dir']}")
 
@@ -188,8 +205,9 @@ def cmd_evaluate(args: list[str]) -> None:
     pairs = dict(parse_overrides(args))
     stage = check_split(pairs.pop("stage", "test"), key="stage")
     predictions = pairs.pop("predictions", None)
+    predictions = _output_file("predictions", predictions) if predictions is not None else None
     run = _open_run(pairs, "evaluate")
-    metrics = evaluate_run(run, stage, user_path(predictions) if predictions else None)
+    metrics = evaluate_run(run, stage, predictions)
     print(format_metrics(metrics, title=f"{stage} metrics ({run.path})"))
     if predictions:
         print(f"predictions: {predictions}")
@@ -202,7 +220,7 @@ def cmd_predict(args: list[str]) -> None:
     pairs = dict(parse_overrides(args))
     if "out" not in pairs:
         raise ConfigError("sidrec predict needs out=<predictions .jsonl>")
-    out = user_path(pairs.pop("out"))
+    out = _output_file("out", pairs.pop("out"))
     users, split, k = pairs.pop("users", None), check_split(pairs.pop("split", "test")), pairs.pop("k", None)
     run = _open_run(pairs, "predict")
     if users is not None:

@@ -13,11 +13,14 @@ alone by deleting its artifact. A finished run is opened with ``sidrec.run.RunDi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Iterator
 
 import lightning as L
 import numpy as np
@@ -28,7 +31,7 @@ from sidrec.data.dataset import Dataset
 from sidrec.data.loaders import load_dataset
 from sidrec.data.split import evaluation_samples, training_samples, training_windows
 from sidrec.data.text import item_texts
-from sidrec.errors import ArtifactError, ConfigError
+from sidrec.errors import ArtifactError, ConfigError, SidrecError
 from sidrec.io import write_json, write_npy, write_text
 from sidrec.run import LAST_CHECKPOINT, METRICS, MODEL, RunDir, build_ranker, load_metrics
 from sidrec.tokenize.vocab import SIDVocab
@@ -66,15 +69,48 @@ def check_config(cfg: RunConfig) -> None:
         raise ConfigError(f"decode.unknown_items={cfg.decode.unknown_items!r}: expected error or skip")
 
 
-def resolve_run_dir(cfg: RunConfig) -> Path:
+def resolve_run_dir(cfg: RunConfig, create: bool = True) -> Path:
+    """``run_dir`` (named ``runs/<dataset>-<timestamp>`` when not given), made unless ``create`` is off."""
     if not cfg.run_dir:
         # DDP re-launches this script per rank: the ranks must agree on the directory rank 0 chose.
         launched_rank = os.environ.get("LOCAL_RANK", "0") != "0" and RUN_DIR_ENV in os.environ
         cfg.run_dir = os.environ[RUN_DIR_ENV] if launched_rank else f"runs/{cfg.data.name}-{datetime.now():%Y%m%d-%H%M%S}"
     os.environ[RUN_DIR_ENV] = cfg.run_dir
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        make_run_dir(run_dir)
     return run_dir
+
+
+def make_run_dir(path: Path) -> None:
+    """``path`` and its missing parents; a file in the way, no permission or a read-only disk is a
+    one-line error."""
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"run_dir={str(path)!r}: {existing} is a file, not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"run_dir={str(path)!r}: cannot make the run directory ({exc.strerror})") from None
+
+
+@contextlib.contextmanager
+def new_run_dir(path: Path) -> Iterator[Path]:
+    """Makes ``path`` for the block; if the block fails with an error it reports (a bad setting,
+    data or artifact: ``SidrecError``) and ``path`` did not exist before, the directory goes again,
+    with the parents made for it, so a failed command leaves no run directory behind. A directory
+    that existed stays, and so does one where training began (checkpoints/, to resume)."""
+    made = [p for p in (path, *path.parents) if not p.exists()]
+    make_run_dir(path)
+    try:
+        yield path
+    except SidrecError:
+        if made and not (path / "checkpoints").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            for parent in made[1:]:
+                with contextlib.suppress(OSError):  # not empty: another run put something there
+                    parent.rmdir()
+        raise
 
 
 def check_reusable(cfg: RunConfig, run_dir: Path) -> None:

@@ -62,6 +62,50 @@ def test_the_refusal_of_a_conflicting_run_directory_is_the_first_line(tiny_p5, t
     assert "data.max_text_chars=2000, not 100" in one_error_line(capsys)
 
 
+def test_a_failed_command_leaves_no_new_run_directory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "sequences.txt").write_text("1 1 2 3\n2 2 3 1\n")
+    (bad / "items.jsonl").write_text('{"item_id": 1}\n{"item_id": 2}\n')
+    data = ["preset=tiny", "data.format=p5", f"data.path={bad}"]
+    for command in ("prepare", "run", "tokenize"):
+        assert main([command, *data, "run_dir=new/run"]) == 2
+        assert "unknown item '3'" in one_error_line(capsys)
+        assert not (tmp_path / "new").exists(), command
+    assert main(["prepare", *data]) == 2  # the default run directory, under ./runs
+    one_error_line(capsys)
+    assert not (tmp_path / "runs").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    assert main(["prepare", *data, f"run_dir={kept}"]) == 2
+    one_error_line(capsys)
+    assert (kept / "notes.txt").read_text() == "mine"
+    assert main(["popularity", *data[1:], "run_dir=new/popularity"]) == 2  # the baselines too
+    one_error_line(capsys)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_run_dir_under_a_file_is_one_line(tiny_p5, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    for run_dir in (tmp_path / "file" / "run", tmp_path / "file"):
+        assert main(["prepare", *TINY, f"data.path={tiny_p5}", f"run_dir={run_dir}"]) == 2
+        assert f"{tmp_path / 'file'} is a file, not a directory" in one_error_line(capsys)
+
+
+def test_an_unwritable_output_file_is_refused_before_the_work(finished_run, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    for out, fragment in [(tmp_path / "file" / "p.jsonl", "is a file, not a directory"),
+                          (tmp_path, "is a directory"), ("", "expected a file name")]:
+        assert main(["predict", f"run_dir={finished_run}", f"out={out}"]) == 2
+        line = one_error_line(capsys)
+        assert line.startswith(f"error: out={str(out)!r}: ") and fragment in line
+    assert main(["evaluate", f"run_dir={finished_run}", f"predictions={tmp_path / 'file' / 'p.jsonl'}"]) == 2
+    assert "is a file, not a directory" in one_error_line(capsys)
+    assert not list(tmp_path.glob("**/.*.tmp"))
+
+
 def test_seeds_in_subprocesses_give_each_run_its_own_seed_and_directory(monkeypatch, tmp_path):
     """The per-seed command lines name seed and run_dir once, although the user's has them too."""
     import subprocess

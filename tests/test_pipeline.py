@@ -106,6 +106,29 @@ def test_a_corrupted_checkpoint_to_resume_from_is_one_clear_error(finished_run, 
     assert last.exists()  # the run directory and its files stay
 
 
+def test_a_new_run_directory_goes_when_the_command_fails(tmp_path):
+    from sidrec.errors import DataError
+    from sidrec.pipeline import new_run_dir
+
+    with pytest.raises(DataError), new_run_dir(tmp_path / "runs" / "a") as run_dir:
+        (run_dir / "config.json").write_text("{}")
+        raise DataError("bad data")
+    assert not (tmp_path / "runs").exists()  # with the parent made for it
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "other").mkdir()
+    with pytest.raises(DataError), new_run_dir(tmp_path / "runs" / "a"):
+        raise DataError("bad data")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["other"]
+    for keep in ("checkpoints", None):  # training began (resumable), or a bug (kept to look at)
+        with pytest.raises((DataError, KeyError)), new_run_dir(tmp_path / "b") as run_dir:
+            if keep:
+                (run_dir / keep).mkdir()
+                raise DataError("after training began")
+            raise KeyError("a bug")
+        assert (tmp_path / "b").is_dir()
+        shutil.rmtree(tmp_path / "b")
+
+
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # without run_dir the run directory goes under ./runs
     assert main(["run", "preset=tiny", "data.format=p5", f"data.path={tmp_path / 'nowhere'}"]) == 2

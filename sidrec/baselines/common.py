@@ -22,7 +22,7 @@ from sidrec.data.split import Samples, evaluation_samples
 from sidrec.errors import ArtifactError, ConfigError
 from sidrec.evaluate.metrics import compute_metrics, mean_std
 from sidrec.io import write_json
-from sidrec.pipeline import check_reusable, format_metrics, prepare, save_config
+from sidrec.pipeline import check_reusable, format_metrics, make_run_dir, new_run_dir, prepare, save_config
 from sidrec.run import CONFIG, METRICS, load_metrics
 
 
@@ -31,9 +31,9 @@ def start_run(cfg, kind: str, progress: bool = True) -> tuple[Path, Dataset]:
     config and the dataset written (a dataset already there is reused) and any earlier metrics.json
     removed; a directory of another command, or made with other data (or encoder) settings, refuses."""
     if not cfg.run_dir:
-        cfg.run_dir = f"runs/{kind}-{cfg.data.name}-{datetime.now():%Y%m%d-%H%M%S}"
+        cfg.run_dir = default_run_dir(kind, cfg)
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir)
     if (run_dir / CONFIG).exists() and set(json.loads((run_dir / CONFIG).read_text())) != set(cfg.to_dict()):
         raise ArtifactError(f"{run_dir}: holds a run of another command (its {CONFIG} has other sections); "
                             "use a new run_dir")
@@ -44,6 +44,10 @@ def start_run(cfg, kind: str, progress: bool = True) -> tuple[Path, Dataset]:
     if progress:
         print(f"dataset: {dataset.stats()}")
     return run_dir, dataset
+
+
+def default_run_dir(kind: str, cfg) -> str:
+    return f"runs/{kind}-{cfg.data.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
 def finish_run(run_dir: Path, metrics: dict) -> dict:
@@ -116,7 +120,9 @@ def baseline_cli(args: list[str], kind: str, title: str, build: Callable[[list[s
             rest.append(f"{key}={value}")
     cfg = build(rest)
     if seeds is None:
-        result = run(cfg)
+        cfg.run_dir = cfg.run_dir or default_run_dir(kind, cfg)
+        with new_run_dir(Path(cfg.run_dir)):  # a failed run leaves no new directory behind
+            result = run(cfg)
         print(report(result, title, f"seed {cfg.seed}, " if seeded else ""))
         return
     run_seeds(title, build, run, rest, seeds, Path(cfg.run_dir or f"runs/{kind}-{cfg.data.name}-seeds"))
