@@ -6,7 +6,7 @@
     sidrec report runs/experiments/tokenizer-beauty
 
 Options: ``dataset=`` (beauty is bundled; others need data.format/data.path), ``seeds=N`` or
-``seeds=0,3,7``, ``budget=tiny|cpu|paper`` (the config preset), ``root=`` (default
+``seeds=0,3,7``, ``budget=tiny|cpu|paper`` (the config preset; cpu = ``cpu-encdec``), ``root=`` (default
 runs/experiments), ``encoders=a,b`` (encoder study), ``paper_dataset=`` (whose paper numbers to
 show), ``timing_users=N`` (decoding study), ``parallel=N`` and ``gpus=0,1`` (runs at once, one
 process and GPU each); anything else is a config override for every run.
