@@ -259,6 +259,8 @@ def test_the_same_command_gives_the_same_metrics(tiny_p5, tmp_path, arch, capsys
         assert main(args + [f"run_dir={tmp_path / name}"]) == 0
     out = capsys.readouterr().out
     assert "budget: " in out and " epochs of " in out
+    # output is not a terminal here: plain progress lines (every 5% of the budget, every validation)
+    assert "training: step " in out and "validation: step " in out and "ETA" in out
     timing = {"train_minutes", "test_minutes", "minutes"}
     a, b = ({k: v for k, v in json.loads((tmp_path / n / "metrics.json").read_text()).items() if k not in timing}
             for n in ("a", "b"))
