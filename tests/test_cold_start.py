@@ -360,7 +360,7 @@ def test_cold_start_share_reserves_slots_for_added_items(run_copy, fake_encoder)
     # an empty history gets popular items and the newest item
     empty = rec.recommend([], k=5)
     assert [r.item_id for r in empty][-1] == "new-2" and len(empty) == 5
-    with pytest.raises(Exception, match="between 0 and 1"):
+    with pytest.raises(Exception, match=r"decode.cold_start_share=2.0: expected a number in \[0, 1\]"):
         Recommender.load(run_copy, overrides=["decode.cold_start_share=2"])
     with pytest.raises(Exception, match="needs decode.constrained=true"):
         Recommender.load(run_copy, overrides=["decode.cold_start_share=0.2", "decode.constrained=false"])
