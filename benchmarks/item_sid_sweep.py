@@ -21,10 +21,12 @@ import numpy as np
 import torch
 
 from sidrec.data.split import evaluation_samples
-from sidrec.decode.ranker import ItemFeatures
-from sidrec.evaluate.metrics import compute_metrics
+from sidrec.decode.ranker import Ranker
+from sidrec.evaluate.evaluation import evaluate
 from sidrec.models.item_sid import ItemSID, ItemSIDConfig
 from sidrec.run import load_catalog
+from sidrec.tokenize.vocab import SIDVocab
+from sidrec.train.module import lr_factor
 from sidrec.train.sasrec import training_sequences
 
 
@@ -52,7 +54,9 @@ def main() -> None:
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     dataset, table, embeddings = load_catalog(a.run)
-    catalog = ItemFeatures.build(table.sids, embeddings)
+    # Validation ranks as the pipeline does: the Ranker's exact top-k, history items excluded.
+    ranker = Ranker(table, SIDVocab.for_table(table), exclude_history=True, item_text=embeddings)
+    catalog = ranker.features
     cfg = ItemSIDConfig(level_sizes=tuple(table.level_sizes), text_dim=catalog.text.shape[1] if (a.text or a.sim) else 0,
                         text_input=bool(a.text), use_codes=bool(a.codes), head=a.head, text_sim=bool(a.sim),
                         num_id_items=dataset.num_items if a.ids else 0,
@@ -66,35 +70,21 @@ def main() -> None:
     total = math.ceil(len(sequences) / a.bs) * a.epochs
     print(json.dumps(vars(a)), "parameters", sum(p.numel() for p in model.parameters()), flush=True)
 
-    def validate() -> dict:
-        model.eval()
-        ranked = []
-        with torch.no_grad():
-            for s in range(0, len(valid), 1024):
-                h = torch.from_numpy(valid.histories[s:s + 1024])
-                scores = model.scores(model.user_states(h, catalog), catalog, h[:, -1])
-                rows, cols = (h >= 0).nonzero(as_tuple=True)
-                scores[rows, h[rows, cols]] = float("-inf")
-                ranked.append(scores.topk(10, dim=1).indices.numpy())
-        model.train()
-        return compute_metrics(np.concatenate(ranked), valid.targets, ks=[5, 10])
-
     start, step = time.time(), 0
     for epoch in range(1, a.epochs + 1):
         losses = []
         order = rng.permutation(len(sequences))
         for b in range(0, len(order), a.bs):
             batch = torch.from_numpy(sequences[order[b:b + a.bs]])
-            factor = min(1.0, (step + 1) / a.warmup) * 0.5 * (1 + math.cos(math.pi * step / total))
             for group in opt.param_groups:
-                group["lr"] = a.lr * factor
+                group["lr"] = a.lr * lr_factor("cosine", a.warmup, step, step / total)
             loss = model.loss(batch, catalog)
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
             losses.append(loss.item())
-        m = validate()
+        m = evaluate(model, ranker, valid, [5, 10], 1024, a.seed, progress=False)
         weight = f" text-sim weight {model.sim_weight.item():.2f}" if model.sim_weight is not None else ""
         print(f"{a.tag} epoch {epoch} loss {np.mean(losses):.4f} val R@10 {m['recall@10']:.4f} N@10 {m['ndcg@10']:.4f} "
               f"R@5 {m['recall@5']:.4f} N@5 {m['ndcg@5']:.4f} {(time.time() - start) / 60:.2f} min{weight}", flush=True)

@@ -23,6 +23,14 @@ from sidrec.tokenize.vocab import SIDVocab
 PRECISIONS = ("fp32", "bf16")
 
 
+def exclude_items_(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Sets ``scores[b, items[b, j]]`` to -inf for every real (>= 0) entry of the (B, H) ``items``
+    (e.g. left-padded histories), in place; returns ``scores``."""
+    rows, cols = (items >= 0).nonzero(as_tuple=True)
+    scores[rows, items[rows, cols]] = float("-inf")
+    return scores
+
+
 @dataclass
 class ItemFeatures:
     """The catalog as an item-scoring model reads it: (N, L) SID digits and (N, D) unit-norm text
@@ -166,8 +174,7 @@ class Ranker:
         if self.item_mask is not None:
             scores = scores.masked_fill(~self.item_mask, float("-inf"))
         if self.exclude_history:
-            rows, cols = (histories >= 0).nonzero(as_tuple=True)
-            scores[rows, histories[rows, cols]] = float("-inf")
+            exclude_items_(scores, histories)
         top = scores.topk(min(k, scores.shape[1]), dim=1)
         items, values = top.indices.cpu().numpy(), top.values.cpu().numpy()
         items = np.where(np.isfinite(values), items, -1)

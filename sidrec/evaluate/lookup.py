@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from sidrec.decode.ranker import exclude_items_
+
 PAD_ITEM = -1  # as in sidrec.data.split
 
 
@@ -39,18 +41,12 @@ def text_lookup_scores(embeddings, histories, last_n: int = 1, decay: float = 0.
     hist = torch.as_tensor(histories, device=unit.device).long()
     if hist.ndim != 2:
         raise ValueError(f"histories must be (B, H), got shape {tuple(hist.shape)}")
-    num_items = unit.shape[0]
     recent = hist[:, -last_n:]  # left padding: the most recent items are the last columns
     real = recent != PAD_ITEM
     weights = recency_weights(recent.shape[1], decay).to(unit.device) * real
     query = torch.einsum("bn,bnd->bd", weights, unit[recent.clamp(min=0)])
     scores = torch.nn.functional.normalize(query, dim=1) @ unit.T
-    excluded = hist if exclude_history else recent
-    # padding points at an extra column that is dropped, so it never masks a real item
-    index = torch.where(excluded != PAD_ITEM, excluded, num_items)
-    mask = torch.zeros(len(hist), num_items + 1, dtype=torch.bool, device=unit.device)
-    mask.scatter_(1, index, True)
-    return scores.masked_fill_(mask[:, :num_items], float("-inf"))
+    return exclude_items_(scores, hist if exclude_history else recent)
 
 
 @torch.no_grad()

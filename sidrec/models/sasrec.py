@@ -37,6 +37,24 @@ class SelfAttentionBlock(nn.Module):
         return x + self.drop(self.ff(self.ln2(x)))
 
 
+def causal_pass(x: torch.Tensor, pad: torch.Tensor, emb_drop: nn.Module, blocks: nn.ModuleList,
+                final_ln: nn.Module) -> torch.Tensor:
+    """The causal stack over a history's item vectors (SASRec's, and the item-level SID model's):
+    ``x`` (B, T, d) item vectors with their positions added, ``pad`` (B, T) True at left padding ->
+    (B, T, d) states, padding rows zeroed."""
+    t = x.shape[1]
+    x = emb_drop(x) * (~pad)[..., None]
+    # Query i may attend to key j <= i that is not padding; every query may attend to itself so
+    # that no row is fully masked (padding rows are zeroed anyway).
+    causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+    allowed = causal[None] & ~pad[:, None, :]
+    allowed = allowed | torch.eye(t, dtype=torch.bool, device=x.device)[None]
+    mask = allowed[:, None]  # (B, 1, T, T), broadcast over heads
+    for block in blocks:
+        x = block(x, mask) * (~pad)[..., None]
+    return final_ln(x)
+
+
 class SASRec(nn.Module):
     def __init__(self, num_items: int, max_len: int = 50, d_model: int = 64, num_layers: int = 2,
                  num_heads: int = 1, d_ff: int = 256, dropout: float = 0.2):
@@ -65,16 +83,7 @@ class SASRec(nn.Module):
         # position whatever the history length (left padding).
         positions = torch.arange(self.max_len - t, self.max_len, device=items.device)
         x = self.item_emb(items.clamp(min=-1) + 1) * self.scale + self.pos_emb(positions)[None]
-        x = self.emb_drop(x) * (~pad)[..., None]
-        # Query i may attend to key j <= i that is not padding; every query may attend to itself so
-        # that no row is fully masked (padding rows are zeroed anyway).
-        causal = torch.ones(t, t, dtype=torch.bool, device=items.device).tril()
-        allowed = causal[None] & ~pad[:, None, :]
-        allowed = allowed | torch.eye(t, dtype=torch.bool, device=items.device)[None]
-        mask = allowed[:, None]  # (B, 1, T, T), broadcast over heads
-        for block in self.blocks:
-            x = block(x, mask) * (~pad)[..., None]
-        return self.final_ln(x)
+        return causal_pass(x, pad, self.emb_drop, self.blocks, self.final_ln)
 
     def item_scores(self, states: torch.Tensor) -> torch.Tensor:
         """(..., d) states -> (..., N) scores over all items (the padding row is dropped)."""

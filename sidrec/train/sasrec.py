@@ -23,6 +23,7 @@ import torch
 from sidrec.config import SASRecConfig, SASRecRunConfig
 from sidrec.data.dataset import Dataset
 from sidrec.data.split import Samples, evaluation_samples, training_samples
+from sidrec.decode.ranker import exclude_items_
 from sidrec.errors import ConfigError
 from sidrec.evaluate.metrics import compute_metrics
 from sidrec.models.sasrec import SASRec
@@ -52,8 +53,7 @@ def rank_all_items(model, histories: np.ndarray, k: int, batch_size: int, device
         h = torch.from_numpy(histories[start:start + batch_size]).to(device)
         scores = model.score_last(h)
         if exclude_history:
-            rows, cols = (h >= 0).nonzero(as_tuple=True)
-            scores[rows, h[rows, cols]] = float("-inf")
+            exclude_items_(scores, h)
         out.append(scores.topk(k, dim=1).indices.cpu().numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)

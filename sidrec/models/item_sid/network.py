@@ -1,23 +1,23 @@
 """An item-level semantic-ID model: one position per history item, trained at every position.
 
-Each item is represented by its semantic ID, not by a free per-item id:
+Each item is represented by its semantic ID and its text, optionally plus a learnt per-item vector:
 
-    item vector v_i = sum_l code_emb_l[sid_i,l] + text_proj(text_i)
+    item vector v_i = sum_l code_emb_l[sid_i,l] + text_proj(text_i) [+ id_emb_i]
 
-(``text_i`` is the frozen text embedding the SID was quantised from; either part can be off). A causal
+(``text_i`` is the frozen text embedding the SID was quantised from; each part can be off). A causal
 transformer reads the history's item vectors (SASRec's layout: left padding, positions counted from
 the most recent item) and its state h_t at every position predicts the next item.
 
 Heads (``head``):
-  catalog  score(i) = h . out_i with out_i composed from the item's codes (and text) like v_i: an
+  catalog  score(i) = h . v_i (the output vectors are the input item vectors, tied): an
            exact softmax over the whole catalog, the next-item cross-entropy of SASRec.
   levels   RPG-style parallel heads: one softmax per SID level over that level's codes, trained with
            a cross-entropy per level; an item's score is the sum of its codes' log-probabilities.
 Both rank the whole catalog exactly (a matmul or a gather and a top-k): no beam search, no invalid
 item. ``text_sim`` adds w * cos(text_i, text of the last history item), w learnt, to every score.
 
-New items (cold start) only need a SID and a text embedding: the network holds no per-item weight,
-so the catalog is passed in rather than stored: any object with ``sids`` (N, L) long digits and
+New items (cold start) only need a SID and a text embedding (items added after training have no
+learnt vector), so the catalog is passed in rather than stored: any object with ``sids`` (N, L) long digits and
 ``text`` (N, D) unit text embeddings (D may be 0 when the model reads no text), such as the
 Ranker's ``ItemFeatures``. Plain PyTorch.
 """
@@ -30,9 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sidrec.models.sasrec import SelfAttentionBlock
+from sidrec.models.sasrec import SelfAttentionBlock, causal_pass
 
-PAD_ITEM = -1
 HEADS = ("catalog", "levels")
 
 
@@ -46,7 +45,6 @@ class ItemSIDConfig:
     # start) have none and are represented by their codes and text alone.
     num_id_items: int = 0
     head: str = "catalog"  # catalog | levels
-    tie_output: bool = True  # catalog head: out_i = v_i (else separate output code embeddings)
     text_sim: bool = False  # add a learnt weight times cos(text_i, text of the last item)
     max_history: int = 50
     d_model: int = 64
@@ -107,7 +105,6 @@ class ItemSID(nn.Module):
         self.cfg = cfg
         d = cfg.d_model
         self.items = ItemComposer(cfg)
-        self.out_items = None if cfg.tie_output or cfg.head == "levels" else ItemComposer(cfg)
         self.pos_emb = nn.Embedding(cfg.max_history, d)
         self.emb_drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(SelfAttentionBlock(d, cfg.num_heads, cfg.d_ff, cfg.dropout)
@@ -128,25 +125,18 @@ class ItemSID(nn.Module):
         real_columns = (items >= 0).any(0).nonzero()
         if len(real_columns):  # drop the columns that are padding in every row (positions count from the end)
             items = items[:, int(real_columns[0]):]
-        b, t = items.shape
+        t = items.shape[1]
         pad = items < 0
-        safe = items.clamp(min=0)
-        x = self.items(catalog, safe)
+        x = self.items(catalog, items.clamp(min=0))
         # From the end: the most recent item keeps its position whatever the history length.
         positions = torch.arange(self.cfg.max_history - t, self.cfg.max_history, device=items.device)
-        x = self.emb_drop(x + self.pos_emb(positions)[None]) * (~pad)[..., None]
-        allowed = torch.ones(t, t, dtype=torch.bool, device=items.device).tril()[None] & ~pad[:, None, :]
-        allowed = allowed | torch.eye(t, dtype=torch.bool, device=items.device)[None]  # no empty rows
-        for block in self.blocks:
-            x = block(x, allowed[:, None]) * (~pad)[..., None]
-        return self.final_ln(x)
+        return causal_pass(x + self.pos_emb(positions)[None], pad, self.emb_drop, self.blocks, self.final_ln)
 
     # -- scores over the catalog -----------------------------------------------------------------
 
     def output_vectors(self, catalog) -> torch.Tensor:
-        """(N, d) output item vectors of the catalog head."""
-        composer = self.out_items if self.out_items is not None else self.items
-        return composer(catalog)
+        """(N, d) output item vectors of the catalog head: the input item vectors (tied)."""
+        return self.items(catalog)
 
     def level_log_probs(self, states: torch.Tensor) -> list[torch.Tensor]:
         """(M, d) states -> per level (M, size_l) log-probabilities of that level's codes."""
@@ -155,16 +145,13 @@ class ItemSID(nn.Module):
         tables = self.items.codes.weight.split(sizes)
         return [F.log_softmax((s @ w.T).float(), dim=-1) for s, w in zip(per_level, tables)]
 
-    def scores(self, states: torch.Tensor, catalog, last_items: torch.Tensor | None = None,
-               out_vectors: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(self, states: torch.Tensor, catalog, last_items: torch.Tensor | None = None) -> torch.Tensor:
         """(M, d) states -> (M, N) scores of every catalog item. ``last_items`` (M,): the most recent
-        history item of each state, for the text-similarity term. ``out_vectors``: precomputed
-        ``output_vectors(catalog)``."""
+        history item of each state, for the text-similarity term."""
         if self.cfg.head == "catalog":
-            out = self.output_vectors(catalog) if out_vectors is None else out_vectors
-            scores = (states @ out.T.to(states.dtype)).float()
+            scores = (states @ self.output_vectors(catalog).T.to(states.dtype)).float()
         else:
-            sids = catalog.sids.clamp(max=torch.tensor(self.cfg.level_sizes, device=states.device) - 1)
+            sids = torch.minimum(catalog.sids, self.items.max_digit)
             scores = sum(lp[:, sids[:, l]] for l, lp in enumerate(self.level_log_probs(states)))
         if self.sim_weight is not None and last_items is not None:
             text = catalog.text.float()
