@@ -40,9 +40,11 @@ def free_port() -> int:
 
 
 def test_histories(run_dir: Path, max_history: int, count: int, seed: int = 0) -> list[list[str]]:
-    items = [json.loads(line)["item_id"] for line in open(run_dir / "items.jsonl")]
-    with np.load(run_dir / "sequences.npz") as z:
-        offsets, seq = z["seq_offsets"], z["seq_items"]
+    from sidrec.run import load_dataset_files
+
+    dataset = load_dataset_files(run_dir)
+    items = [item["item_id"] for item in dataset.items]
+    offsets, seq = dataset.seq_offsets, dataset.seq_items
     rng = np.random.default_rng(seed)
     users = rng.choice(len(offsets) - 1, size=min(count, len(offsets) - 1), replace=False)
     out = []
@@ -149,8 +151,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="server torch threads (0 = default)")
     args = p.parse_args()
     run_dir = Path(args.run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    histories = test_histories(run_dir, config["model"]["max_history"], 1000)
+    from sidrec.run import RunDir
+
+    histories = test_histories(run_dir, RunDir(run_dir).config.model.max_history, 1000)
     bodies = [json.dumps({"history": h, "k": args.k}).encode() for h in histories]
 
     proc = None

@@ -165,10 +165,10 @@ def beauty_batches(args, rng: np.random.Generator):
 
     samples = training_samples(load_bundled("beauty"), max_history=args.items)
     if args.run_dir:
-        from sidrec.tokenize.sid_table import SIDTable
+        from sidrec.run import RunDir
 
-        sids = SIDTable.load(f"{args.run_dir}/sid_table.npz").sids
-        vocab = SIDVocab(tuple(int(s) for s in sids.max(axis=0) + 1))
+        run = RunDir(args.run_dir)
+        sids, vocab = run.sid_table.sids, run.vocab
     else:  # 3 levels of --codes codes + a de-dup digit, as Beauty gets from RK-Means 3x256
         num_items = int(samples.histories.max()) + 1
         sizes = (args.codes,) * (args.levels - 1) + (18,)

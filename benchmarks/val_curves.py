@@ -13,6 +13,8 @@ import argparse
 import csv
 from pathlib import Path
 
+from sidrec.layout import SASREC_LOG, TRAIN_LOG
+
 
 def read_sasrec_curve(path: Path, metric: str) -> list[dict[str, float]]:
     with open(path, newline="") as fh:
@@ -21,9 +23,9 @@ def read_sasrec_curve(path: Path, metric: str) -> list[dict[str, float]]:
 
 
 def read_curve(run_dir: Path, metric: str) -> list[dict[str, float]]:
-    path = run_dir / "logs" / "metrics.csv"
-    if not path.exists() and (run_dir / "log.csv").exists():
-        return read_sasrec_curve(run_dir / "log.csv", metric)
+    path = run_dir / TRAIN_LOG
+    if not path.exists() and (run_dir / SASREC_LOG).exists():
+        return read_sasrec_curve(run_dir / SASREC_LOG, metric)
     if not path.exists():
         raise SystemExit(f"{path}: no training log (was the run started with train.loggers=csv?)")
     rows = []

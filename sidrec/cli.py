@@ -28,7 +28,7 @@ import os
 import sys
 from pathlib import Path
 
-from sidrec.config import (PRESETS, build_config, load_config, merge_overrides, parse_overrides, parse_seeds,
+from sidrec.config import (PRESETS, build_config, merge_overrides, parse_overrides, parse_seeds,
                            refuse_repeated_keys, user_path)
 from sidrec.errors import ConfigError, SidrecError
 
@@ -38,7 +38,9 @@ log = logging.getLogger("sidrec")
 @contextlib.contextmanager
 def _run_log(run_dir: Path):
     """Everything logged under the ``sidrec`` logger also goes to ``run_dir/run.log`` meanwhile."""
-    handler = logging.FileHandler(run_dir / "run.log", encoding="utf-8")
+    from sidrec.layout import RUN_LOG
+
+    handler = logging.FileHandler(run_dir / RUN_LOG, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     old_level = log.level
     log.addHandler(handler)
@@ -111,25 +113,19 @@ def _split_seeds(args: list[str]) -> tuple[list[int] | None, int, list[str]]:
 
 
 def _run_seeds_in_subprocesses(args: list[str], seeds: list[int], base: Path, parallel: int) -> list[dict]:
-    import subprocess
+    from sidrec.layout import load_metrics
+    from sidrec.subprocesses import run_pool
 
-    from sidrec.run import load_metrics
+    results = []
 
-    base.mkdir(parents=True, exist_ok=True)
-    pending, running, results = list(seeds), [], []
-    while pending or running:
-        while pending and len(running) < parallel:
-            seed = pending.pop(0)
-            log = open(base / f"seed-{seed}.log", "w")
-            cmd = [sys.executable, "-m", "sidrec.cli", "run",
-                   *merge_overrides([*args, f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])]
-            running.append((seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-        seed, proc, log = running.pop(0)
-        if proc.wait() != 0:
-            print(f"warning: seed {seed} failed (exit {proc.returncode}); see {base / f'seed-{seed}.log'}", file=sys.stderr)
+    def done(seed: int, status: int) -> None:
+        if status != 0:
+            print(f"warning: seed {seed} failed (exit {status}); see {base / f'seed-{seed}.log'}", file=sys.stderr)
         else:
             results.append({"run_dir": str(base / f"seed-{seed}"), **load_metrics(base / f"seed-{seed}")})
-        log.close()
+
+    run_pool(seeds, parallel, lambda seed: ["run", *merge_overrides([*args, f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])],
+             lambda seed: base / f"seed-{seed}.log", done)
     return results
 
 
@@ -137,6 +133,7 @@ def cmd_run(args: list[str]) -> None:
     from sidrec.evaluate.metrics import mean_std
     from sidrec.io import write_json
     from sidrec.pipeline import check_config, check_reusable
+    from sidrec.layout import SUMMARY
 
     seeds, parallel, args = _split_seeds(args)
     cfg = build_config(args)
@@ -159,7 +156,7 @@ def cmd_run(args: list[str]) -> None:
     per_seed = [r for r in per_seed if r]
     if per_seed:
         summary = mean_std([{k: v for k, v in r.items() if "@" in k} for r in per_seed])
-        write_json(base / "summary.json", {"seeds": seeds, "mean_std": summary, "runs": per_seed})
+        write_json(base / SUMMARY, {"seeds": seeds, "mean_std": summary, "runs": per_seed})
         lines = [f"test metrics over {len(per_seed)} seeds (mean ± std), {base}"]
         lines += [f"{k:<10}  {m:.4f} ± {s:.4f}" for k, (m, s) in summary.items()]
         with _run_log(base):
@@ -275,16 +272,15 @@ def cmd_add_items(args: list[str]) -> None:
     from sidrec.cold_start import add_items, read_items_file
 
     pairs = dict(parse_overrides(args))
-    if "run_dir" not in pairs or "items" not in pairs:
+    if "items" not in pairs:
         raise ConfigError("sidrec add-items needs run_dir=<a finished run directory> items=<new items .jsonl>")
-    run_dir = Path(user_path(pairs.pop("run_dir")))
     new_items = read_items_file(user_path(pairs.pop("items")))
-    cfg = build_config([f"{k}={v}" for k, v in pairs.items()], base=load_config(run_dir / "config.json"))
-    result = add_items(run_dir, new_items, cfg)
+    run = _open_run(pairs, "add-items")
+    result = add_items(run.path, new_items, run.config)
     for index in result.added:
         item = result.dataset.items[index]
         print(f"{item['item_id']}\tindex {index}\tSID {result.sid_table.sids[index].tolist()}")
-    print(f"added {len(result.added)} items to {run_dir} (now {result.dataset.num_items} items, "
+    print(f"added {len(result.added)} items to {run.path} (now {result.dataset.num_items} items, "
           f"catalog generation {result.generation}); no retraining needed")
 
 

@@ -46,13 +46,12 @@ from sidrec.data.dataset import MAX_ID_CHARS, MAX_ID_INT, Dataset
 from sidrec.data.readers import iter_json_lines
 from sidrec.errors import ArtifactError, DataError, brief
 from sidrec.io import fsync_path, make_temp_dir
+from sidrec.layout import (CATALOG_FILES, CATALOG_GENERATION, CATALOG_LOCK, CATALOG_TEMP, CATALOG_MANIFEST as MANIFEST,
+                           CATALOG_POINTER as POINTER, EMBEDDINGS, ITEMS, SID_TABLE, TOKENIZER)
 from sidrec.run import RunDir, load_catalog
 from sidrec.tokenize.sid_table import SIDTable
 
-CATALOG_FILES = ("items.jsonl", "embeddings.npy", "sid_table.npz")
-POINTER = "catalog"
-GENERATION = re.compile(r"^catalog\.gen-(\d+)$")
-MANIFEST = "manifest.json"
+GENERATION = re.compile("^" + re.escape(CATALOG_GENERATION).replace(r"\{\}", r"(\d+)") + "$")
 
 
 @dataclass
@@ -218,7 +217,7 @@ def assign_codes(run_dir: Path, cfg: RunConfig, embeddings: np.ndarray) -> np.nd
     from sidrec.tokenize import load_tokenizer
 
     t = cfg.tokenizer
-    tokenizer = load_tokenizer(run_dir / "tokenizer.pt", expected_levels=t.num_levels,
+    tokenizer = load_tokenizer(run_dir / TOKENIZER, expected_levels=t.num_levels,
                                expected_codes=t.num_codes_per_level, expected_dim=embeddings.shape[1])
     return tokenizer.encode(embeddings)
 
@@ -275,9 +274,9 @@ def _convert_layout(run_dir: Path) -> None:
     pointer = run_dir / POINTER
     if not pointer.is_symlink():
         # No pointer yet, so every catalog file is still a plain file: snapshot them afresh.
-        gen0 = run_dir / "catalog.gen-0"
+        gen0 = run_dir / CATALOG_GENERATION.format(0)
         shutil.rmtree(gen0, ignore_errors=True)
-        tmp = make_temp_dir(run_dir, ".catalog.tmp-")
+        tmp = make_temp_dir(run_dir, CATALOG_TEMP)
         for name in CATALOG_FILES:
             try:
                 os.link(run_dir / name, tmp / name)
@@ -295,7 +294,7 @@ def _convert_layout(run_dir: Path) -> None:
 def _clean_leftovers(run_dir: Path, keep: set[str]) -> None:
     """Removes temp directories of failed attempts and generations other than ``keep``."""
     for path in run_dir.iterdir():
-        if path.name.startswith(".catalog.tmp-") or (GENERATION.match(path.name) and path.name not in keep):
+        if path.name.startswith(CATALOG_TEMP) or (GENERATION.match(path.name) and path.name not in keep):
             shutil.rmtree(path, ignore_errors=True)
         elif path.name.startswith(".") and path.name.endswith(".lnk") and path.is_symlink():
             path.unlink()
@@ -306,7 +305,7 @@ def _locked(run_dir: Path):
     """One add-items at a time per run directory (across processes)."""
     import fcntl
 
-    with open(run_dir / ".catalog.lock", "w") as fh:
+    with open(run_dir / CATALOG_LOCK, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -316,19 +315,17 @@ def _locked(run_dir: Path):
 
 def _write_generation(run_dir: Path, generation: int, dataset: Dataset, embeddings: np.ndarray,
                       table: SIDTable, added: list[str]) -> Path:
-    tmp = make_temp_dir(run_dir, ".catalog.tmp-")
-    with open(tmp / "items.jsonl", "w", encoding="utf-8") as fh:
-        for item in dataset.items:
-            fh.write(json.dumps(item, ensure_ascii=False) + "\n")
-    with open(tmp / "embeddings.npy", "wb") as fh:
+    tmp = make_temp_dir(run_dir, CATALOG_TEMP)
+    dataset.write_items(tmp / ITEMS)
+    with open(tmp / EMBEDDINGS, "wb") as fh:
         np.save(fh, embeddings)
-    table.save(tmp / "sid_table.npz")
+    table.save(tmp / SID_TABLE)
     manifest = {"generation": generation, "num_items": dataset.num_items, "added_item_ids": added}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     for name in (*CATALOG_FILES, MANIFEST):
         fsync_path(tmp / name)
     fsync_path(tmp)
-    final = run_dir / f"catalog.gen-{generation}"
+    final = run_dir / CATALOG_GENERATION.format(generation)
     if final.exists():
         shutil.rmtree(final)
     _rename(tmp, final)
@@ -354,7 +351,7 @@ def add_items(run_dir: str | Path, new_items: list[dict], cfg: RunConfig | None 
         table = extend_table(sid_table, codes, items)
 
         generation = current_generation(run_dir)
-        _clean_leftovers(run_dir, keep={f"catalog.gen-{g}" for g in (0, generation)})
+        _clean_leftovers(run_dir, keep={CATALOG_GENERATION.format(g) for g in (0, generation)})
         _convert_layout(run_dir)
         dataset = Dataset(dataset.name, dataset.items + items, dataset.user_ids, dataset.seq_offsets,
                           dataset.seq_items)
@@ -365,5 +362,5 @@ def add_items(run_dir: str | Path, new_items: list[dict], cfg: RunConfig | None 
         _symlink_atomically(new_gen.name, run_dir / POINTER)  # the commit point
         fsync_path(run_dir)
         # Keep the previous generation (a reader may still be opening it) and generation 0.
-        _clean_leftovers(run_dir, keep={f"catalog.gen-{g}" for g in (0, generation, generation + 1)})
+        _clean_leftovers(run_dir, keep={CATALOG_GENERATION.format(g) for g in (0, generation, generation + 1)})
     return AddResult(dataset, table, embeddings, added, generation + 1)

@@ -132,17 +132,9 @@ def resolve_model(cfg: EncoderConfig) -> ResolvedModel:
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    from sidrec.devices import resolve_device as resolve
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        return device
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"encoder.device={device!r} but no CUDA device is available (use auto or cpu)")
-        return device
-    raise ConfigError(f"encoder.device={device!r}: expected auto, cpu or cuda")
+    return str(resolve(device, "encoder.device"))
 
 
 def _dtype_name(device: str) -> str:

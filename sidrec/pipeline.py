@@ -3,11 +3,12 @@
     prepare   -> items.jsonl, sequences.npz, dataset.json
     embed     -> embeddings.npy, embeddings.json
     tokenize  -> tokenizer.pt, sid_table.npz, sid_diagnostics.json
-    train     -> checkpoints/best.ckpt, logs/, model.pt
+    train     -> checkpoints/, logs/, model.pt
     evaluate  -> metrics.json (and predictions.jsonl on request)
 
-A stage whose artifact already exists (for the same config) is reused, so any stage can be re-run
-alone by deleting its artifact. A finished run is opened with ``sidrec.run.RunDir``;
+(``sidrec.run.STAGES`` declares the files and the config keys each depends on.) A stage whose
+artifact already exists (for the same config) is reused, so any stage can be re-run alone by
+deleting its artifact. A finished run is opened with ``sidrec.run.RunDir``;
 ``evaluate_run`` and ``predict_run`` (``sidrec evaluate`` / ``sidrec predict``) work on one.
 """
 
@@ -24,7 +25,6 @@ from typing import Iterator
 
 import lightning as L
 import numpy as np
-import torch
 
 from sidrec.config import RunConfig
 from sidrec.data.dataset import Dataset
@@ -32,17 +32,14 @@ from sidrec.data.loaders import load_dataset
 from sidrec.data.split import evaluation_samples, training_samples, training_windows
 from sidrec.data.text import item_texts
 from sidrec.errors import ArtifactError, ConfigError, SidrecError
+from sidrec.devices import resolve_device
 from sidrec.io import write_json, write_npy, write_text
-from sidrec.run import LAST_CHECKPOINT, METRICS, MODEL, RunDir, build_ranker, load_metrics
+from sidrec.layout import (CHECKPOINTS, CONFIG, DATASET_STATS, EMBEDDINGS, EMBEDDINGS_META, LAST_CHECKPOINT, METRICS,
+                           MODEL, SEQUENCES, SID_DIAGNOSTICS, SID_TABLE, STAGES, TOKENIZER, changed_keys, load_metrics)
+from sidrec.run import RunDir, build_ranker, load_dataset_files, save_dataset_files
 from sidrec.tokenize.vocab import SIDVocab
 
 RUN_DIR_ENV = "SIDREC_RUN_DIR"
-# Keys that say where or how fast an artifact is made, not what it is: they may differ on re-runs.
-REUSE_IGNORED = {
-    "encoder": {"device", "batch_size", "cache_dir"},
-    "tokenizer": {"device", "batch_size"},
-    "train": {"accelerator", "devices", "strategy", "num_workers", "loggers"},
-}
 
 
 def check_config(cfg: RunConfig) -> None:
@@ -105,7 +102,7 @@ def new_run_dir(path: Path) -> Iterator[Path]:
     try:
         yield path
     except SidrecError:
-        if made and not (path / "checkpoints").exists():
+        if made and not (path / CHECKPOINTS).exists():
             shutil.rmtree(path, ignore_errors=True)
             for parent in made[1:]:
                 with contextlib.suppress(OSError):  # not empty: another run put something there
@@ -114,45 +111,37 @@ def new_run_dir(path: Path) -> Iterator[Path]:
 
 
 def check_reusable(cfg: RunConfig, run_dir: Path) -> None:
-    """Artifacts are reused by file name, so a run directory must not mix configs: the sections
-    that produced them (data, encoder, tokenizer and the seed that fits the tokenizer, and once a
-    model is trained or resumable, model and train) must match."""
-    path = run_dir / "config.json"
-    if not path.exists() or not (run_dir / "sequences.npz").exists():
+    """Artifacts are reused by file name, so a run directory must not mix configs: every stage
+    whose artifacts are there (``sidrec.run.STAGES``) must have been made with the same settings."""
+    path = run_dir / CONFIG
+    if not path.exists():
         return
     previous, current = json.loads(path.read_text()), cfg.to_dict()
-    sections = ["data", "encoder"] + (["tokenizer", "seed"] if (run_dir / "sid_table.npz").exists() else [])
-    if (run_dir / MODEL).exists() or (run_dir / LAST_CHECKPOINT).exists():
-        sections += ["model", "train"]  # config.json must keep describing the trained (or resumable) model
-    for section in [s for s in sections if s in current]:  # the baselines' configs lack some sections
-        old, new = previous.get(section), current[section]
-        if isinstance(new, dict):
-            diff = sorted(k for k in new if k not in REUSE_IGNORED.get(section, ()) and (old or {}).get(k) != new[k])
-            if diff:
-                k = diff[0]
-                raise ArtifactError(f"{run_dir}: holds artifacts made with {section}.{k}={(old or {}).get(k)!r}, "
-                                    f"not {new[k]!r}; use a new run_dir (or delete the stale artifacts)")
-        elif old != new:
-            raise ArtifactError(f"{run_dir}: holds artifacts made with {section}={old!r}, not {new!r}; use a new run_dir")
+    for stage in STAGES:
+        if not stage.present(run_dir):
+            continue
+        for key, old, new in changed_keys(previous, current, stage)[:1]:
+            raise ArtifactError(f"{run_dir}: holds artifacts made with {key}={old!r}, not {new!r}; "
+                                "use a new run_dir (or delete the stale artifacts)")
 
 
 def save_config(cfg: RunConfig, run_dir: Path) -> None:
-    write_text(run_dir / "config.json", cfg.to_json() + "\n")
+    write_text(run_dir / CONFIG, cfg.to_json() + "\n")
 
 
 def prepare(cfg: RunConfig, run_dir: Path) -> Dataset:
-    if (run_dir / "sequences.npz").exists():
-        return Dataset.load(run_dir)
+    if (run_dir / SEQUENCES).exists():
+        return load_dataset_files(run_dir)
     dataset = load_dataset(cfg.data)
-    dataset.save(run_dir)
-    write_json(run_dir / "dataset.json", dataset.stats())
+    save_dataset_files(dataset, run_dir)
+    write_json(run_dir / DATASET_STATS, dataset.stats())
     return dataset
 
 
 def embed(cfg: RunConfig, run_dir: Path, dataset: Dataset) -> np.ndarray:
     from sidrec.encode import load_or_embed
 
-    path = run_dir / "embeddings.npy"
+    path = run_dir / EMBEDDINGS
     if path.exists():
         embeddings = np.load(path)
         if embeddings.shape[0] != dataset.num_items:
@@ -162,7 +151,7 @@ def embed(cfg: RunConfig, run_dir: Path, dataset: Dataset) -> np.ndarray:
                        source=f"dataset {dataset.name}")
     embeddings, meta = load_or_embed(dataset.content_hash(), cfg.data.text_template, texts, cfg.encoder)
     write_npy(path, embeddings.astype(np.float32))
-    write_json(run_dir / "embeddings.json", meta)
+    write_json(run_dir / EMBEDDINGS_META, meta)
     return embeddings
 
 
@@ -172,9 +161,9 @@ def tokenize(cfg: RunConfig, run_dir: Path, embeddings: np.ndarray, progress: bo
     from sidrec.tokenize.sid_table import SIDTable
 
     t = cfg.tokenizer
-    table_path = run_dir / "sid_table.npz"
+    table_path = run_dir / SID_TABLE
     if table_path.exists():
-        load_tokenizer(run_dir / "tokenizer.pt", expected_levels=t.num_levels, expected_codes=t.num_codes_per_level,
+        load_tokenizer(run_dir / TOKENIZER, expected_levels=t.num_levels, expected_codes=t.num_codes_per_level,
                        expected_dim=embeddings.shape[1])
         sid_table = SIDTable.load(table_path)
         if sid_table.num_items != embeddings.shape[0]:
@@ -189,9 +178,9 @@ def tokenize(cfg: RunConfig, run_dir: Path, embeddings: np.ndarray, progress: bo
     diagnostics["fit_encode_seconds"] = round(seconds, 2)
     diagnostics["tokenizer"] = t.kind
     diagnostics["unique_sids_after_dedup"] = int(len(np.unique(sid_table.sids, axis=0)))
-    tokenizer.save(run_dir / "tokenizer.pt")
+    tokenizer.save(run_dir / TOKENIZER)
     sid_table.save(table_path)
-    write_json(run_dir / "sid_diagnostics.json", diagnostics)
+    write_json(run_dir / SID_DIAGNOSTICS, diagnostics)
     print(format_diagnostics(diagnostics, title=f"SID diagnostics ({t.kind}, {t.num_levels}x{t.num_codes_per_level})"))
     return sid_table
 
@@ -249,7 +238,7 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     training = meta.get("training", {})  # absent in model files of older versions
     if not cfg.eval.test:
         return {"run_dir": str(run_dir), **training}
-    device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
+    device = resolve_device(cfg.train.accelerator, "train.accelerator")
     start = time.perf_counter()
     metrics = evaluate(model.to(device), ranker.to(device), test, cfg.ks(), cfg.decode.batch_size, cfg.seed, desc="test")
     test_minutes = round((time.perf_counter() - start) / 60, 2)

@@ -178,8 +178,6 @@ class Recommender:
     def _unit(self) -> np.ndarray | None:
         if self._unit_embeddings is None:
             emb = self._embeddings
-            if emb is None and self.run_dir is not None and (self.run_dir / "embeddings.npy").exists():
-                emb = np.load(self.run_dir / "embeddings.npy", mmap_mode="r")
             if emb is None or len(emb) != self.dataset.num_items:
                 return None
             emb = np.asarray(emb, dtype=np.float32)
@@ -202,15 +200,25 @@ class Recommender:
         order = order[order != index][:k]
         return [self._describe(int(i), float(sims[i])) for i in order]
 
-    # --- cold start ---------------------------------------------------------------------------
-    def add_items(self, new_items: list[dict]) -> list[Recommendation]:
-        """Adds items to the run's catalog on disk (sidrec.cold_start.add_items: embed, code with the
-        frozen tokenizer, extend the SID table atomically) and rebuilds the trie, so they can be
-        recommended at once. Returns the new items (score nan)."""
+    # --- cold start: the one add-items path of the Python API and the service --------------------
+    def _extend_catalog(self, new_items: list[dict]):
         from sidrec.cold_start import add_items
 
         if self.run_dir is None:
-            raise ArtifactError("add_items needs a Recommender loaded from a run directory (Recommender.load)")
-        result = add_items(self.run_dir, new_items, self.cfg)
+            raise ArtifactError("adding items needs a Recommender loaded from a run directory (Recommender.load)")
+        return add_items(self.run_dir, new_items, self.cfg)
+
+    def with_added_items(self, new_items: list[dict]):
+        """(a Recommender over the extended catalog, sidrec.cold_start.AddResult): the run's catalog
+        on disk gains the items (embedded, coded with the frozen tokenizer, one atomic generation
+        swap), and the new Recommender is built beside this one, which goes on recommending from
+        the old catalog meanwhile (the service swaps them)."""
+        result = self._extend_catalog(new_items)
+        return self.with_catalog(result.dataset, result.sid_table, result.embeddings), result
+
+    def add_items(self, new_items: list[dict]) -> list[Recommendation]:
+        """``with_added_items`` in place: the items are recommendable at once. Returns the new items
+        (score nan)."""
+        result = self._extend_catalog(new_items)
         self._set_catalog(result.dataset, result.sid_table, result.embeddings)
         return [self._describe(i, float("nan")) for i in result.added]

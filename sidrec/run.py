@@ -1,16 +1,7 @@
-"""A run directory: the one door to a run's artifacts.
+"""A run directory opened: the one door to a finished run's artifacts (named in ``sidrec.layout``).
 
-The pipeline (``sidrec.pipeline.run``) writes a run directory; everything that uses a finished run
-(``sidrec evaluate`` / ``predict``, ``Recommender.load``, cold start, serving, the experiments'
-decoding timer) opens it through ``RunDir``:
-
-    config.json          the resolved config                  RunDir.config
-    items.jsonl, sequences.npz, dataset.json                  RunDir.dataset
-    embeddings.npy       item text embeddings                 RunDir.embeddings
-    tokenizer.pt         the fitted tokenizer                 (sidrec.tokenize.load_tokenizer)
-    sid_table.npz        item -> SID (+ codebook codes)       RunDir.sid_table, RunDir.vocab
-    model.pt             weights + what checks them           RunDir.model()
-    metrics.json         test metrics                         RunDir.metrics()
+Everything that uses a finished run (``sidrec evaluate`` / ``predict``, ``Recommender.load``, cold
+start, serving, the experiments' decoding timer) opens it through ``RunDir``.
 
 Imports no training code.
 """
@@ -18,7 +9,6 @@ Imports no training code.
 from __future__ import annotations
 
 import dataclasses
-import json
 from functools import cached_property
 from pathlib import Path
 
@@ -29,14 +19,11 @@ from sidrec.data.dataset import Dataset
 from sidrec.data.split import Samples, evaluation_samples
 from sidrec.decode.ranker import Ranker
 from sidrec.errors import ArtifactError, ConfigError
+from sidrec.layout import CONFIG, EMBEDDINGS, ITEMS, MODEL, SEQUENCES, SID_TABLE, load_metrics
 from sidrec.model_file import check_meta, load_model_file
 from sidrec.tokenize.sid_table import SIDTable
 from sidrec.tokenize.vocab import SIDVocab
 
-CONFIG = "config.json"
-MODEL = "model.pt"
-METRICS = "metrics.json"
-LAST_CHECKPOINT = "checkpoints/last.ckpt"  # written at every validation; a re-run resumes from it
 SPLITS = ("valid", "test")
 
 
@@ -53,7 +40,8 @@ def build_ranker(decode: DecodeConfig, sid_table: SIDTable, vocab: SIDVocab, dev
     embeddings (read by item-scoring models, model.arch=item_sid)."""
     return Ranker(sid_table, vocab, num_beams=decode.num_beams, constrained=decode.constrained,
                   exclude_history=decode.exclude_history, device=device, fallback_items=fallback_items,
-                  items=items, precision=decode.precision, item_text=item_text)
+                  items=items, precision=decode.precision, item_text=item_text,
+                  cold_start_neighbours=decode.cold_start_neighbours)
 
 
 def check_model_overrides(model_cfg, trained: dict, source: str) -> None:
@@ -71,21 +59,21 @@ def check_model_overrides(model_cfg, trained: dict, source: str) -> None:
 def load_catalog(run_dir: str | Path) -> tuple[Dataset, SIDTable, np.ndarray]:
     """Dataset, SID table and embeddings of a run, checked to describe the same items."""
     run_dir = Path(run_dir)
-    dataset = Dataset.load(run_dir)
-    table = SIDTable.load(run_dir / "sid_table.npz")
-    embeddings = np.load(run_dir / "embeddings.npy", mmap_mode="r")
+    dataset = load_dataset_files(run_dir)
+    table = SIDTable.load(run_dir / SID_TABLE)
+    embeddings = np.load(run_dir / EMBEDDINGS, mmap_mode="r")
     if not (dataset.num_items == table.num_items == embeddings.shape[0]):
         raise ArtifactError(f"{run_dir}: catalog files disagree: {dataset.num_items} items, "
                             f"{table.num_items} SIDs, {embeddings.shape[0]} embeddings")
     return dataset, table, embeddings
 
 
-def load_metrics(run_dir: str | Path) -> dict:
-    """A run's metrics.json (the one reader of it)."""
-    path = Path(run_dir) / METRICS
-    if not path.is_file():
-        raise ArtifactError(f"{path}: not found (the run has not been tested)")
-    return json.loads(path.read_text())
+def load_dataset_files(run_dir: str | Path) -> Dataset:
+    return Dataset.load(Path(run_dir) / ITEMS, Path(run_dir) / SEQUENCES)
+
+
+def save_dataset_files(dataset: Dataset, run_dir: str | Path) -> None:
+    dataset.save(Path(run_dir) / ITEMS, Path(run_dir) / SEQUENCES)
 
 
 class RunDir:

@@ -697,19 +697,10 @@ async def add_items(body: NewItems, request: Request):
                              status_code=201)
 
 
-def _next_generation(rec: Recommender, items: list[dict]):
-    """In the catalog thread: the new generation on disk (sidrec.cold_start.add_items) and a
-    Recommender over it, built beside ``rec`` (which goes on serving)."""
-    from sidrec.cold_start import add_items as add
-
-    result = add(rec.run_dir, items, rec.cfg)
-    return rec.with_catalog(result.dataset, result.sid_table, result.embeddings), result
-
-
 async def _add_and_swap(s: "ServerState", items: list[dict]):
     async with s.add_lock:
         loop = asyncio.get_running_loop()
-        new, result = await loop.run_in_executor(s.catalog_executor, _next_generation, s.rec, items)
+        new, result = await loop.run_in_executor(s.catalog_executor, s.rec.with_added_items, items)
         s.rec, s.generation = new, result.generation  # the swap: batches gathered from now on see the new items
         return new, result
 

@@ -169,3 +169,65 @@ def test_the_data_readers_and_format_loaders_form_no_cycle_even_inside_functions
     graph = {m: {i for i in sidrec_imports(m) if i in data} for m in data}
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+# --- the run-directory contract (sidrec.layout) ---------------------------------------------------
+def artifact_names() -> set[str]:
+    """Every file name sidrec.layout declares (a path's last part as well). Folder names
+    (``checkpoints``, ``catalog``, ``tensorboard``) are words used for other things too, so only
+    names with a suffix are checked."""
+    import sidrec.layout as layout
+
+    names = set()
+    for key, value in vars(layout).items():
+        if key.startswith("__"):
+            continue
+        for v in (value.values() if isinstance(value, dict) else value if isinstance(value, tuple) else (value,)):
+            if isinstance(v, str):
+                names.update({v, v.rsplit("/", 1)[-1]})
+    return {n for n in names if "." in n.strip(".") and "{" not in n}
+
+
+# File names of input formats and of Hugging Face model folders that happen to equal an artifact's.
+NOT_ARTIFACTS = {("sidrec.data.loaders", "items.jsonl"), ("sidrec.data.tables", "items.jsonl"),
+                 ("sidrec.encode", "config.json")}
+
+
+def artifact_literals(name: str, names: set[str]) -> list[str]:
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [f"{name}:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            and (node.value in names or node.value.rsplit("/", 1)[-1] in names)
+            and (name, node.value) not in NOT_ARTIFACTS]
+
+
+def test_only_the_layout_names_artifact_files():
+    names = artifact_names()
+    assert {"config.json", "model.pt", "metrics.json", "sid_table.npz", "last.ckpt", "manifest.json"} <= names
+    found = [hit for m in MODULES if m != "sidrec.layout" for hit in artifact_literals(m, names)]
+    assert not found, "artifact file names outside sidrec.layout:\n" + "\n".join(found)
+
+
+def test_the_artifact_check_finds_a_literal(tmp_path, monkeypatch):
+    """The check above can fail: a module that names metrics.json is caught."""
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""doc naming metrics.json is fine"""\nPATH = "metrics.json"\n')
+    monkeypatch.setitem(MODULES, "sidrec.bad", bad)
+    assert artifact_literals("sidrec.bad", artifact_names()) == ["sidrec.bad:2: 'metrics.json'"]
+
+
+def test_every_stage_file_is_declared_once():
+    from sidrec.layout import STAGES
+
+    files = [f for stage in STAGES for f in stage.files]
+    assert len(files) == len(set(files))
+    assert [s.name for s in STAGES] == ["data", "emb", "sid", "model"]
+
+
+def test_the_layout_is_light():
+    """The CLI, reports and serving import it for names: no torch, no numpy."""
+    assert third_party("sidrec.layout") <= {"__future__", "dataclasses", "hashlib", "json", "pathlib"}
+    assert sidrec_imports("sidrec.layout") <= {"sidrec.errors"}

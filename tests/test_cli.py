@@ -54,12 +54,12 @@ def test_the_refusal_of_a_conflicting_run_directory_is_the_first_line(tiny_p5, t
     args = [*TINY, f"data.path={tiny_p5}", f"run_dir={run_dir}"]
     assert main(["prepare", *args]) == 0
     capsys.readouterr()
-    assert main(["run", *args, "data.max_text_chars=100"]) == 2
+    assert main(["run", *args, "data.min_interactions=7"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""  # the preset note and the config come after the checks
-    assert captured.err.count("\n") == 1 and "data.max_text_chars=2000, not 100" in captured.err
-    assert main(["prepare", *args, "data.max_text_chars=100"]) == 2  # prepare refuses as well
-    assert "data.max_text_chars=2000, not 100" in one_error_line(capsys)
+    assert captured.err.count("\n") == 1 and "data.min_interactions=5, not 7" in captured.err
+    assert main(["prepare", *args, "data.min_interactions=7"]) == 2  # prepare refuses as well
+    assert "data.min_interactions=5, not 7" in one_error_line(capsys)
 
 
 def test_a_failed_command_leaves_no_new_run_directory(tmp_path, monkeypatch, capsys):

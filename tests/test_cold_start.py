@@ -20,6 +20,7 @@ from sidrec.config import load_config
 from sidrec.data.text import item_texts
 from sidrec.errors import DataError
 from sidrec.recommender import Recommender
+from sidrec.run import load_dataset_files
 
 
 @pytest.fixture
@@ -155,7 +156,7 @@ def test_new_items_must_hold_writable_json(finished_run, item, fragment):
     from sidrec.data.dataset import Dataset
 
     with pytest.raises(DataError) as info:
-        normalise_items([item], Dataset.load(finished_run))
+        normalise_items([item], load_dataset_files(finished_run))
     assert fragment in str(info.value)
 
 
@@ -178,7 +179,7 @@ def test_new_items_fields_are_typed_and_ids_fit_every_endpoint(finished_run, ite
     from sidrec.data.dataset import Dataset
 
     with pytest.raises(DataError) as info:
-        normalise_items([item], Dataset.load(finished_run))
+        normalise_items([item], load_dataset_files(finished_run))
     assert fragment in str(info.value)
 
 
@@ -188,7 +189,7 @@ def test_new_items_of_the_accepted_shapes(finished_run):
     items = [{"item_id": 7.0 + 100, "title": None, "brand": "b", "price": "$5.99 - $9.99", "categories": ["a"]},
              {"item_id": "n-2", "asin": None, "description": "d", "price": 3, "categories": [["a", "b"], "c"],
               "extra": {"anything": [1, None, True]}}]
-    out = normalise_items(items, Dataset.load(finished_run))
+    out = normalise_items(items, load_dataset_files(finished_run))
     assert [item["item_id"] for item in out] == ["107", "n-2"]  # 107.0 is the integer 107
 
 
@@ -312,14 +313,15 @@ def test_cold_start_benchmark_holds_items_out_of_training_and_evaluates_them(tin
     assert result["warm"]["users"] == 10
     assert result["catalog_items"] == full.num_items
     assert result["cold"]["popularity"]["recall@10"] == 0.0  # held-out items have no training counts
-    assert result["cold"]["grid_reserved"]["new_item_share_of_top10"] >= 0.2  # 2 of 10 slots reserved
-    for method in ("grid", "grid_reserved", "popularity", "text_nn"):
+    assert result["cold"]["model_reserved"]["new_item_share_of_top10"] >= 0.2  # 2 of 10 slots reserved
+    assert result["cold"]["hybrid"]["new_item_share_of_top10"] >= 0.2
+    for method in ("model", "model_reserved", "popularity", "text_nn", "hybrid"):
         assert 0.0 <= result["cold"][method]["ndcg@10"] <= result["cold"][method]["recall@10"] <= 1.0
     assert "cold_start_recall@10:" in capsys.readouterr().out.splitlines()[-1]
     # A second invocation reuses the run and does not add the items twice.
     again = bench.main(args)
     assert again["catalog_items"] == full.num_items
-    assert again["cold"]["grid"] == result["cold"]["grid"]
+    assert again["cold"]["model"] == result["cold"]["model"]
 
 
 def test_text_nearest_neighbours_exclude_the_item_itself():
@@ -327,6 +329,14 @@ def test_text_nearest_neighbours_exclude_the_item_itself():
     embeddings = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
     top = bench.nearest_neighbours(embeddings, np.array([0, 2]), k=2)
     assert top.tolist() == [[1, 3], [3, 1]]
+    assert bench.nearest_neighbours(embeddings, np.array([0]), k=1, first=2).tolist() == [[3]]  # added items only
+
+
+def test_the_hybrid_gives_the_reserved_slots_to_new_items_without_repeats():
+    bench = _benchmark()
+    model = np.array([[1, 2, 3, 4], [5, 9, 6, 7]])
+    new = np.array([[9, 8], [9, 8]])
+    assert bench.hybrid(model, new, 2).tolist() == [[1, 2, 9, 8], [5, 9, 8, 6]]
 
 
 def test_cold_start_share_reserves_slots_for_added_items(run_copy, fake_encoder):

@@ -266,3 +266,30 @@ def test_paper_tables_hold_tables_1_to_8():
     assert paper_value(4, "beauty", "8000")["ndcg@10"] == 0.0335
     assert paper_value(3, "beauty", "5x256")["recall@10"] == 0.0596
     assert paper_value(1, "beauty", "nope") is None
+
+
+def test_the_report_pairs_each_row_with_the_default_row_by_seed(tmp_path):
+    data = write_tiny_p5(tmp_path / "data")
+    exp = parse_experiment_args(_args("augmentation", data, tmp_path / "runs", "seeds=0,1,2"))
+    exp.directory.mkdir(parents=True)
+    (exp.directory / "experiment.json").write_text(json.dumps(exp.describe()))
+    # the seed moves both rows alike; the row is 0.010 behind on every seed
+    for seed, level in ((0, 0.30), (1, 0.50), (2, 0.40)):
+        for row, shift in (("sliding_window", 0.0), ("no_augmentation", -0.010 + 0.001 * seed)):
+            run = exp.run_dir(row, seed)
+            run.mkdir(parents=True)
+            (run / "metrics.json").write_text(json.dumps({m: level + shift for m in METRICS}))
+    from sidrec.experiments.report import write_report
+
+    write_report(exp.directory)
+    rows = {r["row"]: r for r in _read_csv(exp.directory / "report.csv")}
+    assert rows["sliding_window"]["default"] == "1" and rows["sliding_window"]["recall@10_paired_diff"] == ""
+    no_aug = rows["no_augmentation"]
+    assert float(no_aug["recall@10_paired_diff"]) == pytest.approx(-0.009)
+    # diffs -0.010, -0.009, -0.008: sd 0.001, half-width t(2) * 0.001 / sqrt(3)
+    half = 4.303 * 0.001 / 3 ** 0.5
+    assert float(no_aug["recall@10_ci95_low"]) == pytest.approx(-0.009 - half)
+    assert float(no_aug["recall@10_ci95_high"]) == pytest.approx(-0.009 + half)
+    assert float(no_aug["recall@10_std"]) > 0.08  # the unpaired spread hides what the pairs resolve
+    text = (exp.directory / "report.md").read_text()
+    assert "| No Augmentation | 3 | -0.0090 [-0.0115, -0.0065]" in text

@@ -63,3 +63,13 @@ def test_mean_std_over_seeds():
         mean_std([])
     with pytest.raises(ValueError):
         mean_std([{"recall@5": 0.1}, {"ndcg@5": 0.1}])
+
+
+def test_paired_difference_and_its_interval():
+    from sidrec.evaluate.metrics import paired_difference, t_quantile_975
+
+    out = paired_difference({0: 0.2, 1: 0.4, 2: 0.3, 5: 9.0}, {0: 0.1, 1: 0.3, 2: 0.2, 3: 0.0})
+    assert out["pairs"] == 3 and out["diff"] == pytest.approx(0.1)
+    assert out["low"] == pytest.approx(0.1) and out["high"] == pytest.approx(0.1)  # identical diffs: no spread
+    assert paired_difference({0: 1.0}, {0: 0.5}) is None
+    assert t_quantile_975(2) == 4.303 and abs(t_quantile_975(30) - 2.042) < 0.01

@@ -23,7 +23,7 @@ from sidrec.errors import ArtifactError, ConfigError
 from sidrec.evaluate.metrics import compute_metrics, mean_std
 from sidrec.io import write_json
 from sidrec.pipeline import check_reusable, format_metrics, make_run_dir, new_run_dir, prepare, save_config
-from sidrec.run import CONFIG, METRICS, load_metrics
+from sidrec.layout import CONFIG, METRICS, SUMMARY, load_metrics
 
 
 def start_run(cfg, kind: str, progress: bool = True) -> tuple[Path, Dataset]:
@@ -100,7 +100,7 @@ def run_seeds(title: str, build: Callable[[list[str]], object], run: Callable[[o
             continue
         results.append(run(build(overrides + [f"seed={seed}", f"run_dir={run_dir}"])))
     summary = mean_std([{k: v for k, v in r.items() if "@" in k} for r in results])
-    write_json(base / "summary.json", {"seeds": seeds, "mean_std": summary, "runs": results})
+    write_json(base / SUMMARY, {"seeds": seeds, "mean_std": summary, "runs": results})
     lines = [f"{title} test metrics over {len(results)} seeds (mean ± std), {base}"]
     lines += [f"{k:<10}  {m:.4f} ± {sd:.4f}" for k, (m, sd) in summary.items()]
     print("\n".join(lines))

@@ -13,10 +13,9 @@ embeddings.npy + embeddings.json as a main run's does. Scores: ``sidrec.evaluate
 
 from __future__ import annotations
 
-import torch
-
 from sidrec.baselines.common import baseline_cli, finish_run, split_metrics, start_run
 from sidrec.config import LookupRunConfig, build_lookup_config
+from sidrec.devices import resolve_device
 from sidrec.evaluate.lookup import text_lookup_rank
 from sidrec.pipeline import embed
 
@@ -25,7 +24,7 @@ def run_lookup(cfg: LookupRunConfig, progress: bool = True) -> dict:
     run_dir, dataset = start_run(cfg, "lookup", progress)
     embeddings = embed(cfg, run_dir, dataset)
     o = cfg.lookup
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if o.device == "auto" else o.device
+    device = resolve_device(o.device, "lookup.device")
 
     def rank(samples, k):
         return text_lookup_rank(embeddings, samples.histories, k, o.batch_size, device, last_n=o.last_n,

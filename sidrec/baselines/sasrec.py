@@ -14,6 +14,7 @@ from __future__ import annotations
 from sidrec.baselines.common import baseline_cli, finish_run, start_run
 from sidrec.config import SASRecRunConfig, build_sasrec_config
 from sidrec.data.split import evaluation_samples
+from sidrec.layout import MODEL
 from sidrec.model_file import sasrec_meta, save_model_file
 from sidrec.train.sasrec import device_for, evaluate_sasrec, network_config, train_sasrec
 
@@ -22,7 +23,7 @@ def run_sasrec(cfg: SASRecRunConfig, progress: bool = True) -> dict:
     """Load data -> train -> test, writing the run directory as it goes."""
     run_dir, dataset = start_run(cfg, "sasrec", progress)
     model, summary = train_sasrec(cfg, dataset, run_dir, progress)
-    save_model_file(run_dir / "model.pt", model, sasrec_meta(network_config(cfg.sasrec, dataset.num_items), summary))
+    save_model_file(run_dir / MODEL, model, sasrec_meta(network_config(cfg.sasrec, dataset.num_items), summary))
     test = evaluation_samples(dataset, cfg.sasrec.max_len, "test")
     metrics = evaluate_sasrec(model, test, cfg.ks(), cfg.sasrec.eval_batch_size, device_for(cfg.sasrec.device),
                                cfg.sasrec.exclude_history)

@@ -98,15 +98,17 @@ class Dataset:
                 raise DataError(f"{source}: duplicate item id {item['item_id']!r} in the item table")
             seen.add(item["item_id"])
 
-    # --- artifact I/O: items.jsonl + sequences.npz in a run directory -------------------------
-    def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        with atomic_path(directory / "items.jsonl") as tmp:
+    # --- artifact I/O: the item table (JSON lines) and the sequences (npz); sidrec.run names the files
+    def write_items(self, path: str | Path) -> None:
+        with atomic_path(Path(path)) as tmp:
             with open(tmp, "w", encoding="utf-8") as fh:
                 for item in self.items:
                     fh.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+    def save(self, items_path: str | Path, sequences_path: str | Path) -> None:
+        self.write_items(items_path)
         write_npz(
-            directory / "sequences.npz",
+            Path(sequences_path),
             seq_offsets=self.seq_offsets,
             seq_items=self.seq_items,
             user_ids=np.asarray(self.user_ids, dtype=str),
@@ -114,9 +116,8 @@ class Dataset:
         )
 
     @classmethod
-    def load(cls, directory: str | Path) -> "Dataset":
-        directory = Path(directory)
-        items_path, seq_path = directory / "items.jsonl", directory / "sequences.npz"
+    def load(cls, items_path: str | Path, sequences_path: str | Path) -> "Dataset":
+        items_path, seq_path = Path(items_path), Path(sequences_path)
         for p in (items_path, seq_path):
             if not p.exists():
                 raise ArtifactError(f"{p}: missing dataset artifact (run `sidrec prepare` first)")
@@ -134,7 +135,7 @@ class Dataset:
                 except json.JSONDecodeError:
                     raise ArtifactError(f"{items_path}:{lineno}: not valid JSON") from None
         ds = cls(name, items, user_ids, offsets.astype(np.int64), seq_items.astype(np.int64))
-        ds.validate(str(directory))
+        ds.validate(str(seq_path.parent))
         return ds
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from sidrec.errors import ArtifactError
+from sidrec.evaluate.metrics import paired_difference
 from sidrec.experiments.studies import METRICS, paper_value
 from sidrec.io import atomic_path, write_text
+from sidrec.layout import BASELINES, EXPERIMENT, METRICS as METRICS_FILE, REPORT, TIMING, load_metrics
 
 NAMES = {"recall@5": "Recall@5", "recall@10": "Recall@10", "ndcg@5": "NDCG@5", "ndcg@10": "NDCG@10"}
 
@@ -24,22 +26,24 @@ def _stats(values: list[float]) -> tuple[float, float]:
 
 def collect(study_dir: Path) -> tuple[dict, list[dict]]:
     """experiment.json and, per row, the finished seeds' metrics (and decoding times where timed)."""
-    path = study_dir / "experiment.json"
+    path = study_dir / EXPERIMENT
     if not path.exists():
-        raise ArtifactError(f"{path}: not a study directory (no experiment.json); run `sidrec experiment` first")
+        raise ArtifactError(f"{path}: not a study directory (no {EXPERIMENT}); run `sidrec experiment` first")
     exp = json.loads(path.read_text())
     rows = []
     for row in exp["rows"]:
-        seeds, runs, times = [], [], []
+        seeds, runs, times, per_seed = [], [], [], {}
         for seed in exp["seeds"]:
             run_dir = study_dir / row["name"] / f"seed-{seed}"
-            if not (run_dir / "metrics.json").exists():
+            if not (run_dir / METRICS_FILE).exists():
                 continue
             seeds.append(seed)
-            runs.append(json.loads((run_dir / "metrics.json").read_text()))
-            if (run_dir / "timing.json").exists():
-                times.append(json.loads((run_dir / "timing.json").read_text())["decode_ms_per_user"])
+            runs.append(load_metrics(run_dir))
+            per_seed[seed] = runs[-1]
+            if (run_dir / TIMING).exists():
+                times.append(json.loads((run_dir / TIMING).read_text())["decode_ms_per_user"])
         result = {"name": row["name"], "label": row["label"], "paper_row": row["paper_row"], "seeds": seeds,
+                  "per_seed": per_seed,
                   "paper": paper_value(exp["table"], exp["paper_dataset"], row["paper_row"])}
         for m in METRICS:
             result[m] = _stats([r[m] for r in runs]) if runs else None
@@ -48,10 +52,16 @@ def collect(study_dir: Path) -> tuple[dict, list[dict]]:
             values = [r[key] for r in runs if key in r]
             result[key] = _stats(values) if values else None
         rows.append(result)
+    default = exp.get("default_row") or exp["rows"][0]["name"]  # older experiment.json: the first row
+    base = next(r for r in rows if r["name"] == default)
+    for r in rows:
+        r["default"] = r is base
+        r["paired"] = {m: None if r is base else paired_difference({s: v[m] for s, v in r["per_seed"].items()},
+                                                                   {s: v[m] for s, v in base["per_seed"].items()})
+                       for m in METRICS}
     return exp, rows
 
 
-BASELINES = "baselines"  # <study>/baselines/<name>: the baseline commands' run directories
 BASELINE_LABELS = {"popularity": "Most popular (`sidrec popularity`)",
                    "lookup": "Text lookup, last item, history excluded (`sidrec lookup`)",
                    # not run by the study (it trains): `sidrec sasrec run_dir=<study>/baselines/sasrec` adds the row
@@ -62,14 +72,18 @@ def collect_baselines(study_dir: Path) -> list[dict]:
     """The finished baseline runs under ``<study>/baselines/`` (``run_baselines``), in a fixed order."""
     rows = []
     for name, label in BASELINE_LABELS.items():
-        path = study_dir / BASELINES / name / "metrics.json"
-        if path.exists():
-            rows.append({"name": name, "label": label, **json.loads(path.read_text())})
+        run_dir = study_dir / BASELINES / name
+        if (run_dir / METRICS_FILE).exists():
+            rows.append({"name": name, "label": label, **load_metrics(run_dir)})
     return rows
 
 
 def _cell(stat) -> str:
     return "—" if stat is None else f"{stat[0]:.4f} ± {stat[1]:.4f}"
+
+
+def _paired_cell(p: dict | None) -> str:
+    return "—" if p is None else f"{p['diff']:+.4f} [{p['low']:+.4f}, {p['high']:+.4f}]"
 
 
 def markdown(exp: dict, rows: list[dict], baselines: list[dict] | None = None) -> str:
@@ -96,6 +110,18 @@ def markdown(exp: dict, rows: list[dict], baselines: list[dict] | None = None) -
         cells += ["—" if r["steps"] is None else f"{r['steps'][0]:.0f}",
                   "—" if r["minutes"] is None else f"{r['minutes'][0]:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    paired = [r for r in rows if not r["default"]]
+    if paired:
+        base = next(r["label"] for r in rows if r["default"])
+        lines += ["", f"Paired differences to the default row ({base}): the mean over seeds of (row − default) "
+                  "on the same seed, with its 95% confidence interval (Student's t; needs ≥ 2 seeds both rows finished). "
+                  "An interval that excludes 0 is a difference this budget resolves.", "",
+                  "| row | pairs | " + " | ".join(f"Δ {NAMES[m]} [95% CI]" for m in METRICS) + " |",
+                  "|---|---|" + "---|" * len(METRICS)]
+        for r in paired:
+            cells = [r["label"], str(max((p["pairs"] for p in r["paired"].values() if p), default=0))]
+            cells += [_paired_cell(r["paired"][m]) for m in METRICS]
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "steps: training steps (mean over seeds); min/run: training + test wall time of one run, "
               "embedding and tokenization not included.", "",
               f"Overrides for every run: `{' '.join(exp['overrides'])}`. Per row: "
@@ -112,6 +138,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     fields = ["row", "label", "paper_row", "seeds"]
     fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "paper")]
     fields += ["decode_ms_per_user_mean", "decode_ms_per_user_std", "steps_mean", "minutes_mean", "minutes_std"]
+    fields += ["default"] + [f"{m}_{s}" for m in METRICS for s in ("paired_diff", "ci95_low", "ci95_high")]
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
@@ -126,6 +153,11 @@ def write_csv(path: Path, rows: list[dict]) -> None:
                 out["decode_ms_per_user_mean"], out["decode_ms_per_user_std"] = t if t else ("", "")
                 out["steps_mean"] = r["steps"][0] if r["steps"] else ""
                 out["minutes_mean"], out["minutes_std"] = r["minutes"] if r["minutes"] else ("", "")
+                out["default"] = int(r["default"])
+                for m in METRICS:
+                    p = r["paired"][m]
+                    out[f"{m}_paired_diff"], out[f"{m}_ci95_low"], out[f"{m}_ci95_high"] = \
+                        (p["diff"], p["low"], p["high"]) if p else ("", "", "")
                 writer.writerow(out)
 
 
@@ -161,7 +193,7 @@ def plot(path: Path, exp: dict, rows: list[dict]) -> None:
 def write_report(study_dir: str | Path) -> dict[str, Path]:
     study_dir = Path(study_dir)
     exp, rows = collect(study_dir)
-    paths = {"markdown": study_dir / "report.md", "csv": study_dir / "report.csv", "plot": study_dir / "report.png"}
+    paths = {kind: study_dir / name for kind, name in REPORT.items()}
     text = markdown(exp, rows, collect_baselines(study_dir))
     write_text(paths["markdown"], text)
     write_csv(paths["csv"], rows)

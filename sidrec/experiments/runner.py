@@ -14,8 +14,6 @@ RK-Means encoder-decoder, a row of most studies) adopts that run instead of trai
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -25,17 +23,13 @@ from pathlib import Path
 
 from sidrec.config import RunConfig, build_config, merge_overrides, parse_overrides, parse_seeds
 from sidrec.errors import ConfigError, DataError
-from sidrec.experiments.report import BASELINES
 from sidrec.experiments.studies import STUDIES, Study, get_study
 from sidrec.io import write_json
+from sidrec.layout import BASELINES, CONFIG, ERROR_LOG, EXPERIMENT, METRICS, RUN_LOG, TIMING, stage_keys
 
 # budget -> config preset; the studies vary the paper's encoder-decoder, so budget=cpu is its CPU preset
 BUDGETS = {"tiny": "tiny", "cpu": "cpu-encdec", "paper": "paper"}
 TINY_CODES_DIVISOR = 32  # budget=tiny: W=256 runs as 8 (the tiny preset's W), 512 as 16, 128 as 4
-
-DATA_FILES = ("items.jsonl", "sequences.npz", "dataset.json")
-EMBED_FILES = ("embeddings.npy", "embeddings.json")
-SID_FILES = ("tokenizer.pt", "sid_table.npz", "sid_diagnostics.json")
 
 
 @dataclass
@@ -62,6 +56,7 @@ class Experiment:
         return {"study": self.study.name, "table": self.study.table, "title": self.study.title, "note": self.study.note,
                 "dataset": self.dataset, "paper_dataset": self.paper_dataset, "budget": self.budget,
                 "seeds": self.seeds, "overrides": self.overrides, "timing": self.study.timing,
+                "default_row": self.study.default_row,
                 "rows": [dataclasses.asdict(r) for r in self.study.rows]}
 
 
@@ -105,19 +100,10 @@ def parse_experiment_args(args: list[str]) -> Experiment:
 
 
 # --- shared artifacts -------------------------------------------------------------------------
-def _key(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
 def shared_stages(cfg: RunConfig) -> list[tuple[str, tuple[str, ...]]]:
-    """(shared folder name, files) per stage; the key holds every setting the stage's output depends on."""
-    d = cfg.data
-    data_key = _key(d.format, d.path, d.name, d.min_interactions)
-    encoder = {k: v for k, v in dataclasses.asdict(cfg.encoder).items() if k not in ("device", "batch_size", "cache_dir")}
-    emb_key = _key(data_key, encoder, d.text_template, d.missing_text, d.max_text_chars)
-    tokenizer = {k: v for k, v in dataclasses.asdict(cfg.tokenizer).items() if k != "device"}
-    sid_key = _key(emb_key, tokenizer, cfg.seed)  # the tokenizer fit is seeded by the run's seed
-    return [(f"data-{data_key}", DATA_FILES), (f"emb-{emb_key}", EMBED_FILES), (f"sid-{sid_key}", SID_FILES)]
+    """(shared folder name, files) per shared stage (``sidrec.run.stage_keys``): the folder's name
+    holds a hash of every setting the stage's output depends on."""
+    return [(folder, stage.files) for stage, folder in stage_keys(cfg.to_dict())]
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -162,12 +148,12 @@ def find_twin(root: Path, cfg: RunConfig, run_dir: Path) -> Path | None:
     from sidrec.config import load_config
 
     want = _comparable(cfg)
-    for metrics in sorted(root.glob("*/*/seed-*/metrics.json")):
+    for metrics in sorted(root.glob(f"*/*/seed-*/{METRICS}")):
         other = metrics.parent
         if other.resolve() == run_dir.resolve():
             continue
         try:
-            if _comparable(load_config(other / "config.json")) == want:
+            if _comparable(load_config(other / CONFIG)) == want:
                 return other
         except ConfigError:  # written by another version: not comparable
             continue
@@ -177,14 +163,14 @@ def find_twin(root: Path, cfg: RunConfig, run_dir: Path) -> Path | None:
 def adopt_twin(twin: Path, cfg: RunConfig, run_dir: Path) -> None:
     """Links the twin's artifacts into ``run_dir``; metrics.json (written last) names the twin."""
     from sidrec.pipeline import save_config
+    from sidrec.layout import load_metrics
 
     run_dir.mkdir(parents=True, exist_ok=True)
     for path in twin.iterdir():
-        if path.is_file() and not path.is_symlink() and path.name not in ("config.json", "metrics.json", "timing.json"):
+        if path.is_file() and not path.is_symlink() and path.name not in (CONFIG, METRICS, TIMING):
             _link(path, run_dir / path.name)
     save_config(cfg, run_dir)
-    metrics = json.loads((twin / "metrics.json").read_text())
-    write_json(run_dir / "metrics.json", {**metrics, "reused_from": str(twin)})
+    write_json(run_dir / METRICS, {**load_metrics(twin), "reused_from": str(twin)})
 
 
 # --- decoding time ----------------------------------------------------------------------------
@@ -195,6 +181,7 @@ def time_decoding(run_dir: Path, max_users: int = 0) -> dict:
 
     from sidrec.evaluate.metrics import compute_metrics
     from sidrec.evaluate.evaluation import rank_samples
+    from sidrec.devices import resolve_device
     from sidrec.run import RunDir
 
     run = RunDir(run_dir)
@@ -203,8 +190,8 @@ def time_decoding(run_dir: Path, max_users: int = 0) -> dict:
     samples = run.samples("test")
     if 0 < max_users < len(samples):
         samples = samples.subset(np.arange(max_users))
-    use_cuda = torch.cuda.is_available() and cfg.train.accelerator != "cpu"
-    device = torch.device("cuda" if use_cuda else "cpu")
+    device = resolve_device(cfg.train.accelerator, "train.accelerator")
+    use_cuda = device.type == "cuda"
     start = time.perf_counter()
     ranker = run.ranker(device)
     setup = time.perf_counter() - start
@@ -226,27 +213,27 @@ def time_decoding(run_dir: Path, max_users: int = 0) -> dict:
 
 # --- the loop ---------------------------------------------------------------------------------
 def _finished(exp: Experiment, run_dir: Path) -> bool:
-    return (run_dir / "metrics.json").exists() and (not exp.study.timing or (run_dir / "timing.json").exists())
+    return (run_dir / METRICS).exists() and (not exp.study.timing or (run_dir / TIMING).exists())
 
 
 def _after_training(exp: Experiment, run_dir: Path, counts: dict) -> None:
-    if exp.study.timing and not (run_dir / "timing.json").exists():
-        write_json(run_dir / "timing.json", time_decoding(run_dir, exp.timing_users))
+    if exp.study.timing and not (run_dir / TIMING).exists():
+        write_json(run_dir / TIMING, time_decoding(run_dir, exp.timing_users))
         counts["timed"] += 1
 
 
 def _fail(run_dir: Path, where: str, counts: dict, text: str) -> None:
     counts["failed"] += 1
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "error.log").write_text(text)
-    print(f"{where}: FAILED, see {run_dir / 'error.log'}", flush=True)
+    (run_dir / ERROR_LOG).write_text(text)
+    print(f"{where}: FAILED, see {run_dir / ERROR_LOG}", flush=True)
 
 
 def _run_in_process(exp: Experiment, cfg: RunConfig, run_dir: Path, where: str, counts: dict) -> None:
     from sidrec.pipeline import run
 
     try:
-        if not (run_dir / "metrics.json").exists():
+        if not (run_dir / METRICS).exists():
             start = time.perf_counter()
             run(cfg)
             counts["trained"] += 1
@@ -262,45 +249,42 @@ def _run_in_process(exp: Experiment, cfg: RunConfig, run_dir: Path, where: str, 
 
 
 def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict) -> None:
-    """``parallel`` runs at once, each ``python -m sidrec.cli run ...`` with its own GPU (``gpus=0,1``)."""
-    import subprocess
-    import sys
+    """``parallel`` runs at once (``sidrec.subprocesses.run_pool``), each with its own GPU (``gpus=0,1``)."""
+    from sidrec.subprocesses import run_pool
 
-    pending, running, slot = list(jobs), [], 0
-    while pending or running:
-        while pending and len(running) < exp.parallel:
-            row, seed, cfg, run_dir, where = pending.pop(0)
-            if (run_dir / "metrics.json").exists():  # trained before, only the timing is missing
-                _run_in_process(exp, cfg, run_dir, where, counts)
-                continue
-            reused = link_shared(exp.shared, cfg, run_dir)
-            env = dict(os.environ)
-            if exp.gpus:
-                env["CUDA_VISIBLE_DEVICES"] = exp.gpus[slot % len(exp.gpus)]
-            slot += 1
-            run_dir.mkdir(parents=True, exist_ok=True)
-            log = open(run_dir / "run.log", "w")
-            cmd = [sys.executable, "-m", "sidrec.cli", "run",  # later overrides win, as in Experiment.config
-                   *merge_overrides([*exp.overrides, *row.overrides, f"seed={seed}", f"run_dir={run_dir}"])]
-            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log, cfg, run_dir,
-                            where, time.perf_counter()))
-            print(f"{where}: started in {run_dir}" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if exp.gpus else "")
-                  + (f" (reusing {', '.join(reused)})" if reused else ""), flush=True)
-        if not running:
-            continue
-        proc, log, cfg, run_dir, where, start = running.pop(0)
-        proc.wait()
-        log.close()
-        if proc.returncode == 0 and (run_dir / "metrics.json").exists():
+    for job in [j for j in jobs if (j[3] / METRICS).exists()]:  # trained before, only the timing is missing
+        _run_in_process(exp, *job[2:], counts)
+    jobs = [j for j in jobs if not (j[3] / METRICS).exists()]
+    started = {}
+
+    def launch(job, slot: int) -> dict:
+        row, seed, cfg, run_dir, where = job
+        reused = link_shared(exp.shared, cfg, run_dir)  # what finished runs published meanwhile
+        env = dict(os.environ)
+        if exp.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = exp.gpus[slot % len(exp.gpus)]
+        started[where] = time.perf_counter()
+        print(f"{where}: started in {run_dir}" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if exp.gpus else "")
+              + (f" (reusing {', '.join(reused)})" if reused else ""), flush=True)
+        return env
+
+    def done(job, status: int) -> None:
+        row, seed, cfg, run_dir, where = job
+        if status == 0 and (run_dir / METRICS).exists():
             counts["trained"] += 1
             publish_shared(exp.shared, cfg, run_dir)
-            print(f"{where}: done in {time.perf_counter() - start:.0f} s", flush=True)
+            print(f"{where}: done in {time.perf_counter() - started[where]:.0f} s", flush=True)
             try:
                 _after_training(exp, run_dir, counts)
             except Exception:
                 _fail(run_dir, where, counts, traceback.format_exc())
         else:
-            _fail(run_dir, where, counts, f"exit {proc.returncode}; output in {run_dir / 'run.log'}\n")
+            _fail(run_dir, where, counts, f"exit {status}; output in {run_dir / RUN_LOG}\n")
+
+    # later overrides win, as in Experiment.config
+    run_pool(jobs, exp.parallel, lambda j: ["run", *merge_overrides([*exp.overrides, *j[0].overrides,
+                                                                     f"seed={j[1]}", f"run_dir={j[3]}"])],
+             lambda j: j[3] / RUN_LOG, done, launch)
 
 
 def run_baselines(exp: Experiment) -> None:
@@ -317,7 +301,7 @@ def run_baselines(exp: Experiment) -> None:
     for name, build, run, extra in (("popularity", build_popularity_config, run_popularity, []),
                                     ("lookup", build_lookup_config, run_lookup, encoder)):
         run_dir = exp.directory / BASELINES / name
-        if (run_dir / "metrics.json").exists():
+        if (run_dir / METRICS).exists():
             continue
         try:
             run(build(common + extra + [f"run_dir={run_dir}"]), progress=False)
@@ -333,7 +317,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
     from sidrec.experiments.report import write_report
 
     exp.directory.mkdir(parents=True, exist_ok=True)
-    write_json(exp.directory / "experiment.json", exp.describe())
+    write_json(exp.directory / EXPERIMENT, exp.describe())
     counts = {"trained": 0, "reused": 0, "skipped": 0, "failed": 0, "timed": 0}
     total = len(exp.study.rows) * len(exp.seeds)
     jobs = []
@@ -346,7 +330,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
             if _finished(exp, run_dir):
                 counts["skipped"] += 1
                 print(f"{where}: finished, skipped ({run_dir})")
-            elif (not (run_dir / "metrics.json").exists()
+            elif (not (run_dir / METRICS).exists()
                   and (twin := find_twin(exp.directory.parent, cfg, run_dir)) is not None):
                 adopt_twin(twin, cfg, run_dir)
                 counts["reused"] += 1
@@ -358,7 +342,7 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
         if exp.parallel > 1 and i > 0:
             _run_in_subprocesses(exp, jobs[i:], counts)
             break
-        if not (run_dir / "metrics.json").exists():
+        if not (run_dir / METRICS).exists():
             reused = link_shared(exp.shared, cfg, run_dir)
             print(f"{where}: running in {run_dir}" + (f" (reusing {', '.join(reused)})" if reused else ""), flush=True)
         _run_in_process(exp, cfg, run_dir, where, counts)

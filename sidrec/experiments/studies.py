@@ -32,6 +32,11 @@ class Study:
     note: str = ""
     timing: bool = False  # also measure test decoding time per user
     extra_keys: list[str] = field(default_factory=list)
+    default: str = ""  # the row with the default settings (paired differences are to it); "" = the first
+
+    @property
+    def default_row(self) -> str:
+        return self.default or self.rows[0].name
 
 
 def _encoder_rows(encoders: str) -> list[Row]:
@@ -72,7 +77,7 @@ def get_study(name: str, encoders: str = "all-MiniLM-L6-v2", codes_divisor: int 
                      note="The paper's rows are Flan-T5 Large/XL/XXL (mean pooling); pass "
                           "encoders=google/flan-t5-large,... to run them. Other encoders have no paper value.")
     if name == "sid_shape":
-        return Study(name, 3, "SID shape L x W (RK-Means)", sid_shape_rows(codes_divisor),
+        return Study(name, 3, "SID shape L x W (RK-Means)", sid_shape_rows(codes_divisor), default="3x256",
                      note="" if codes_divisor == 1 else f"codebooks divided by {codes_divisor} for this budget")
     if name == "user_tokens":
         return Study(name, 4, "TIGER user tokens", [

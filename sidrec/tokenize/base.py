@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sidrec import devices
+
 from sidrec.config import TokenizerConfig
 from sidrec.errors import ArtifactError, ConfigError, DataError
 from sidrec.io import save_torch
@@ -26,14 +28,7 @@ KINDS: dict[str, type["Tokenizer"]] = {}  # kind -> class, filled as the subclas
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"tokenizer.device={name!r} but no CUDA device is available (use auto or cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"tokenizer.device={name!r} is not a device (use auto, cpu or cuda)") from None
+    return devices.resolve_device(name, "tokenizer.device")
 
 
 class Tokenizer:

@@ -18,6 +18,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from sidrec.config import RunConfig
 from sidrec.data.split import Samples
 from sidrec.decode.ranker import Ranker
+from sidrec.devices import resolve_device
+from sidrec.layout import CHECKPOINTS, LOGS, TENSORBOARD, TRAIN_SAMPLE_IDS
 from sidrec.train.data import ShardedBatchSampler, batch_loader
 from sidrec.errors import ArtifactError, ConfigError
 from sidrec.train.module import LR_SCHEDULES, GenerativeRecommender
@@ -48,9 +50,9 @@ def _loggers(cfg: RunConfig, run_dir: Path):
     names = {n.strip() for n in cfg.train.loggers.split(",") if n.strip()}
     loggers = []
     if "csv" in names:
-        loggers.append(CSVLogger(run_dir, name="logs", version=""))
+        loggers.append(CSVLogger(run_dir, name=LOGS, version=""))
     if "tensorboard" in names:
-        loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
+        loggers.append(TensorBoardLogger(run_dir, name=TENSORBOARD, version=""))
     return loggers or False
 
 
@@ -149,8 +151,8 @@ def check_train_config(cfg: RunConfig) -> None:
     one_of("precision", t.precision, PRECISIONS)
     one_of("accelerator", t.accelerator, ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())))
     one_of("strategy", t.strategy, ("auto", *StrategyRegistry.available_strategies()))
-    if t.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.accelerator={t.accelerator} but no CUDA device is available (use auto or cpu)")
+    if t.accelerator in ("gpu", "cuda"):
+        resolve_device(t.accelerator, "train.accelerator")  # there must be one
     metrics = [f"{m}@{k}" for k in cfg.ks() for m in ("recall", "ndcg")]
     one_of("select_metric", t.select_metric, metrics)
     one_of("early_stop_metric", t.early_stop_metric, metrics)
@@ -184,7 +186,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
     module.num_train_samples = len(train)
     accelerator = cfg.train.accelerator
     if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+        accelerator = "gpu" if resolve_device("auto", "train.accelerator").type == "cuda" else "cpu"
     precision = resolve_precision(cfg.train.precision, accelerator)
     print(f"training: {accelerator}, precision {precision}, "
           f"{'length-bucketed' if cfg.train.bucketed else 'random'} batches of {cfg.train.batch_size}, "
@@ -199,7 +201,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
     )
     if cfg.train.max_minutes > 0:
         trainer_kwargs["max_time"] = timedelta(minutes=cfg.train.max_minutes)
-    checkpoint = AtomicCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=f"val/{cfg.train.select_metric}",
+    checkpoint = AtomicCheckpoint(dirpath=run_dir / CHECKPOINTS, filename="best", monitor=f"val/{cfg.train.select_metric}",
                                   mode="max", save_top_k=1, save_last=True, enable_version_counter=False)
     early_stop = EarlyStopping(monitor=f"val/{cfg.train.early_stop_metric}", mode="max", patience=cfg.train.patience,
                                check_on_train_epoch_end=False)
@@ -221,7 +223,7 @@ def fit(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, ranker: Ranker, t
                                              cfg.decode.batch_size, False, cfg.seed, rank, world, False),
                 ckpt_path=str(resume) if resume is not None else None)
     if cfg.train.record_sample_ids and module.seen_sample_ids:
-        np.save(run_dir / f"train_sample_ids_rank{trainer.global_rank}.npy", torch.cat(module.seen_sample_ids).numpy())
+        np.save(run_dir / TRAIN_SAMPLE_IDS.format(trainer.global_rank), torch.cat(module.seen_sample_ids).numpy())
     best = checkpoint.best_model_path or ""
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]

@@ -24,6 +24,8 @@ from sidrec.config import SASRecConfig, SASRecRunConfig
 from sidrec.data.dataset import Dataset
 from sidrec.data.split import Samples, evaluation_samples, training_samples
 from sidrec.decode.ranker import exclude_items_
+from sidrec.devices import resolve_device
+from sidrec.layout import SASREC_LOG
 from sidrec.errors import ConfigError
 from sidrec.evaluate.metrics import compute_metrics
 from sidrec.models.sasrec import SASRec
@@ -36,9 +38,7 @@ def network_config(s: SASRecConfig, num_items: int) -> dict:
 
 
 def device_for(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return resolve_device(name, "sasrec.device")
 
 
 @torch.no_grad()
@@ -132,7 +132,7 @@ def train_sasrec(cfg: SASRecRunConfig, dataset: Dataset, run_dir: Path | None = 
             break
     model.load_state_dict(best_state)
     if run_dir is not None and history:
-        with open(run_dir / "log.csv", "w", newline="") as fh:
+        with open(run_dir / SASREC_LOG, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(history[0]))
             writer.writeheader()
             writer.writerows(history)
