@@ -7,6 +7,7 @@ Endpoints (OpenAPI docs at ``/docs``):
     GET  /items/{item_id}/similar?k=10   items sharing its SID prefix, then nearest by embedding
     POST /items                 cold start: add items, recommendable at once (sidrec.cold_start)
     GET  /health                status, catalog size, micro-batching counters (no file system paths)
+    GET  /                      a page to look at the run in a browser (sidrec.page: its read routes too)
 
 Bad requests get a 4xx whose ``detail`` (a string) says what is wrong: malformed JSON (400, with its
 position), a missing or wrong API key (401, 403), a body over ``max_body_bytes`` (413), a body that
@@ -768,6 +769,9 @@ def create_app(rec: Recommender, settings: ServeSettings | None = None,
     app.add_exception_handler(Overloaded, _on_overloaded)
     app.add_middleware(BodyCheck, limit=settings.max_body_bytes)
     app.include_router(router)
+    from sidrec.page.routes import router as page_router  # imported here: it builds on this module
+
+    app.include_router(page_router)
     app.openapi = lambda: openapi_document(app, settings)
     return app
 
@@ -865,6 +869,10 @@ def openapi_document(app: FastAPI, settings: ServeSettings) -> dict:
         operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
         operation["responses"].update({str(k): v for k, v in _openapi_errors(401).items()})
 
+    from sidrec.page.routes import complete_document
+
+    complete_document(doc, settings)
+
     state = getattr(app.state, "sidrec", None)
     if state is not None and state.rec.dataset.num_items:
         ids = [item["item_id"] for item in state.rec.dataset.items[:3]]
@@ -894,7 +902,7 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, settin
     auth = "off for reads, " if settings.auth == "writes" else ""
     auth += "key set" if settings.api_key else "writes disabled (no api_key)"
     print(f"sidrec: serving {run_dir} ({rec.dataset.num_items} items) on http://{host}:{port} "
-          f"(docs at /docs; auth: {auth})", file=sys.stderr, flush=True)
+          f"(the page at /, docs at /docs; auth: {auth})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -108,7 +108,8 @@ def reachable(start: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("entry", ["sidrec.serve", "sidrec.recommender", "sidrec.cold_start", "sidrec.run"])
+@pytest.mark.parametrize("entry", ["sidrec.serve", "sidrec.recommender", "sidrec.cold_start", "sidrec.run",
+                                   "sidrec.page.routes", "sidrec.page.explore"])
 def test_serving_never_reaches_training_or_experiments(entry):
     """Everything the service can import, transitively (function-level imports included)."""
     modules = reachable(entry)
@@ -116,6 +117,15 @@ def test_serving_never_reaches_training_or_experiments(entry):
                                               "sidrec.cli", "sidrec.baselines"))
     assert not bad, f"{entry} reaches {bad}"
     assert all("lightning" not in third_party(m) for m in modules)
+
+
+def test_the_page_computes_without_the_web_framework_or_torch():
+    """What the page shows is plain numpy over the catalog (sidrec.page.explore); only its routes
+    know of FastAPI, and the service reaches it (sidrec.serve includes its router)."""
+    assert "sidrec.page.routes" in reachable("sidrec.serve")
+    assert not third_party("sidrec.page.explore") & {"fastapi", "starlette", "pydantic", "torch"}
+    assert not violations(["sidrec.page.explore"], ("sidrec.serve", "sidrec.page.routes", "sidrec.recommender",
+                                                    "sidrec.models", "sidrec.decode"))
 
 
 def test_the_text_lookup_scores_need_no_training():
