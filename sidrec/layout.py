@@ -40,6 +40,7 @@ RUN_LOG = "run.log"  # the run's output (``sidrec run`` tees it; a study's subpr
 TIMING = "timing.json"  # a study's decoding time of a finished run
 ERROR_LOG = "error.log"  # a study's failed run: the traceback
 SUMMARY = "summary.json"  # several seeds of one command: mean ± std
+PAGE_MAP = "page_map.npz"  # the page's 2-D map of the item embeddings (sidrec.page), made on first view
 
 # Cold start (sidrec.cold_start): the catalog files live in generation folders behind one pointer.
 CATALOG_FILES = (ITEMS, EMBEDDINGS, SID_TABLE)

@@ -175,7 +175,8 @@ class Recommender:
                               self.sid_table.sids[index].tolist(), score)
 
     # --- similar items ------------------------------------------------------------------------
-    def _unit(self) -> np.ndarray | None:
+    def unit_embeddings(self) -> np.ndarray | None:
+        """(N, D) unit-norm text embeddings of the catalog (None when the run has none)."""
         if self._unit_embeddings is None:
             emb = self._embeddings
             if emb is None or len(emb) != self.dataset.num_items:
@@ -194,7 +195,7 @@ class Recommender:
         index = self.index_of(item)
         codes = self.sid_table.codes
         shared = np.cumprod(codes == codes[index], axis=1).sum(axis=1)  # leading levels in common
-        unit = self._unit()
+        unit = self.unit_embeddings()
         sims = unit @ unit[index] if unit is not None else np.full(len(codes), np.nan, dtype=np.float32)
         order = np.lexsort((np.nan_to_num(-sims, nan=0.0), -shared))  # the last key sorts first
         order = order[order != index][:k]

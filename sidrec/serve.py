@@ -612,7 +612,7 @@ _ERROR_HEADERS = {
 }
 
 
-def _errors(*codes: int) -> dict:
+def error_responses(*codes: int) -> dict:
     """The error responses of a route: each has a one-line ``detail`` (ErrorMessage)."""
     return {code: {"model": ErrorMessage, "description": _ERRORS[code],
                    **({"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {})} for code in codes}
@@ -620,7 +620,7 @@ def _errors(*codes: int) -> dict:
 
 @router.post("/recommend", response_model=RecommendResponse, response_model_exclude_none=True,
              dependencies=[Depends(reader)],
-             responses=_errors(400, 413, 415, 422, 503))
+             responses=error_responses(400, 413, 415, 422, 503))
 async def recommend(body: RecommendRequest, request: Request):
     """Top-k items for one history (`history`) or several (`histories`), by item id or ASIN."""
     s = server_state(request)
@@ -646,33 +646,33 @@ async def recommend(body: RecommendRequest, request: Request):
     return AsciiJSONResponse({"results": ranked})
 
 
-def _known(rec: Recommender, item_id: str) -> None:
+def check_known(rec: Recommender, item_id: str) -> None:
     if item_id not in rec.item_index:
         raise HTTPException(404, f"item {brief(item_id)} is not in the catalog")
 
 
-@router.get("/items/{item_id}", response_model=Item, dependencies=[Depends(reader)], responses=_errors(404))
+@router.get("/items/{item_id}", response_model=Item, dependencies=[Depends(reader)], responses=error_responses(404))
 async def get_item(item_id: str, request: Request):
     """An item of the catalog by item id or ASIN, with its SID (score is null)."""
     rec = server_state(request).rec
-    _known(rec, item_id)
+    check_known(rec, item_id)
     return AsciiJSONResponse(item_json(rec.describe(item_id)))
 
 
 @router.get("/items/{item_id}/similar", response_model=Ranked, dependencies=[Depends(reader)],
-            responses=_errors(404, 422))
+            responses=error_responses(404, 422))
 async def similar(item_id: str, request: Request,
                   k: Annotated[int, Query(description="number of items (1 to max_k)")] = 10):
     """Items sharing the longest SID prefix with the item, then nearest by text embedding."""
     s = server_state(request)
-    _known(s.rec, item_id)
+    check_known(s.rec, item_id)
     check_k(k, s.settings)
     items = await asyncio.to_thread(s.rec.similar_items, item_id, k)
     return AsciiJSONResponse({"items": [item_json(x) for x in items], "skipped": []})
 
 
 @router.post("/items", response_model=AddedItems, status_code=201, dependencies=[Depends(writer)],
-             responses=_errors(400, 401, 403, 409, 413, 415, 422))
+             responses=error_responses(400, 401, 403, 409, 413, 415, 422))
 async def add_items(body: NewItems, request: Request):
     """Cold start: embeds the items with the run's encoder, codes them with the frozen tokenizer,
     extends the SID table atomically and rebuilds the trie; they are recommendable at once.
@@ -867,7 +867,7 @@ def openapi_document(app: FastAPI, settings: ServeSettings) -> dict:
         keyed += [paths["/recommend"]["post"], paths["/items/{item_id}"]["get"], similar]
     for operation in keyed:
         operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
-        operation["responses"].update({str(k): v for k, v in _openapi_errors(401).items()})
+        operation["responses"].update({str(k): v for k, v in openapi_errors(401).items()})
 
     from sidrec.page.routes import complete_document
 
@@ -884,8 +884,8 @@ def openapi_document(app: FastAPI, settings: ServeSettings) -> dict:
     return doc
 
 
-def _openapi_errors(*codes: int) -> dict:
-    """OpenAPI response objects of ``codes`` as the routes' ``responses=_errors(...)`` give them."""
+def openapi_errors(*codes: int) -> dict:
+    """OpenAPI response objects of ``codes`` as the routes' ``responses=error_responses(...)`` give them."""
     ref = {"$ref": "#/components/schemas/ErrorMessage"}
     return {code: {"description": _ERRORS[code], "content": {"application/json": {"schema": ref}},
                    **({"headers": _ERROR_HEADERS[code]} if code in _ERROR_HEADERS else {})} for code in codes}

@@ -153,7 +153,6 @@ def test_cli_add_items_and_its_errors(run_copy, fake_encoder, tmp_path, capsys):
     ({"item_id": "a", "title": b"x"}, "unsupported value of type bytes"),
 ], ids=["surrogate id", "surrogate title", "nan", "inf in a list", "bytes"])
 def test_new_items_must_hold_writable_json(finished_run, item, fragment):
-    from sidrec.data.dataset import Dataset
 
     with pytest.raises(DataError) as info:
         normalise_items([item], load_dataset_files(finished_run))
@@ -176,7 +175,6 @@ def test_new_items_must_hold_writable_json(finished_run, item, fragment):
 def test_new_items_fields_are_typed_and_ids_fit_every_endpoint(finished_run, item, fragment):
     """The fields the item table and the service's answers read have the types they expect, and an
     id is one /recommend accepts: else the item would be stored and then break, or be unreachable."""
-    from sidrec.data.dataset import Dataset
 
     with pytest.raises(DataError) as info:
         normalise_items([item], load_dataset_files(finished_run))
@@ -184,7 +182,6 @@ def test_new_items_fields_are_typed_and_ids_fit_every_endpoint(finished_run, ite
 
 
 def test_new_items_of_the_accepted_shapes(finished_run):
-    from sidrec.data.dataset import Dataset
 
     items = [{"item_id": 7.0 + 100, "title": None, "brand": "b", "price": "$5.99 - $9.99", "categories": ["a"]},
              {"item_id": "n-2", "asin": None, "description": "d", "price": 3, "categories": [["a", "b"], "c"],

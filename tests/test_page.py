@@ -17,7 +17,8 @@ import pytest
 
 from sidrec.data.split import PAD_ITEM, evaluation_samples
 from sidrec.page import explore
-from sidrec.page.explore import MAP_FILE, CatalogView, TitleIndex
+from sidrec.layout import PAGE_MAP
+from sidrec.page.explore import CatalogView, TitleIndex
 from sidrec.recommender import Recommender
 from sidrec.tokenize.diagnostics import sid_diagnostics
 
@@ -35,7 +36,7 @@ def run_copy(finished_run, tmp_path):
 
 def view_of(run_dir) -> CatalogView:
     rec = Recommender.load(run_dir)
-    return CatalogView(rec.dataset, rec.sid_table, rec._unit(), rec.num_trained_items, rec.user_index, rec.run_dir)
+    return CatalogView(rec.dataset, rec.sid_table, rec.unit_embeddings(), rec.num_trained_items, rec.user_index, rec.run_dir)
 
 
 # --- search -----------------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def test_the_map_is_computed_once_per_run_and_cached_in_it(run_copy, monkeypatch
     first = view.item_map(limit=1000)
     assert first["shown"] == view.num_items == len(first["x"]) == len(set(first["index"]))
     assert first["code"] == view.codes[first["index"], 0].tolist()
-    assert (run_copy / MAP_FILE).is_file()
+    assert (run_copy / PAGE_MAP).is_file()
     assert not [p.name for p in run_copy.iterdir() if p.name.endswith(".tmp")]
     # PCA: the first component spreads the items at least as much as the second
     assert first["explained_variance"][0] >= first["explained_variance"][1] > 0
@@ -190,7 +191,7 @@ def test_a_read_only_run_directory_still_gets_a_map(run_copy, monkeypatch):
 
     monkeypatch.setattr(explore, "write_npz", refuse)
     assert view_of(run_copy).item_map(limit=5)["shown"] == 5
-    assert not (run_copy / MAP_FILE).exists()
+    assert not (run_copy / PAGE_MAP).exists()
 
 
 # --- the routes, in process --------------------------------------------------------------------------

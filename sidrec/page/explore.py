@@ -22,6 +22,7 @@ import numpy as np
 from sidrec.data.dataset import Dataset
 from sidrec.data.split import training_items
 from sidrec.io import write_npz
+from sidrec.layout import PAGE_MAP
 from sidrec.tokenize.diagnostics import sid_diagnostics
 from sidrec.tokenize.sid_table import SIDTable
 
@@ -34,7 +35,6 @@ MAX_BRANCHES = 12  # codes listed per level of the SID tree (the item's own alwa
 MAX_COLLISIONS = 50  # items listed of a group sharing the item's full code
 LARGEST_GROUPS = 10  # collision groups listed by the codebook view
 GROUP_EXAMPLES = 5  # items shown per listed collision group
-MAP_FILE = "page_map.npz"  # the run's 2-D map, cached in the run directory
 
 
 def words_of(text: str) -> list[str]:
@@ -137,7 +137,7 @@ class CatalogView:
                 if view.dataset is rec.dataset and view.sid_table is rec.sid_table:
                     return view
             # Recommender keeps the unit-length embeddings that similar_items uses: shared, not copied.
-            view = cls(rec.dataset, rec.sid_table, rec._unit(), rec.num_trained_items, rec.user_index, rec.run_dir)
+            view = cls(rec.dataset, rec.sid_table, rec.unit_embeddings(), rec.num_trained_items, rec.user_index, rec.run_dir)
             cls._latest[:] = [view, *cls._latest[:1]]
             return view
 
@@ -337,7 +337,7 @@ def map_coordinates(unit: np.ndarray | None, num_items: int, num_trained: int,
         return np.zeros((num_items, 2), dtype=np.float32), np.zeros(2, dtype=np.float32)
     trained = unit[:num_trained]
     fingerprint = embeddings_fingerprint(trained)
-    path = None if run_dir is None else Path(run_dir) / MAP_FILE
+    path = None if run_dir is None else Path(run_dir) / PAGE_MAP
     fit = _read_map(path, fingerprint) if path is not None else None
     if fit is None:
         fit = fit_map(trained)

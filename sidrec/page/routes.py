@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from sidrec.errors import brief
 from sidrec.page.explore import CatalogView
-from sidrec.serve import (AsciiJSONResponse, Item, ServeSettings, _errors, _known, _openapi_errors, check_k,
+from sidrec.serve import (AsciiJSONResponse, Item, ServeSettings, error_responses, check_known, openapi_errors, check_k,
                           reader, server_state)
 
 MAX_QUERY_CHARS = 200
@@ -206,7 +206,7 @@ async def run_info(request: Request):
             "max_history_len": s.settings.max_history_len}
 
 
-@router.get("/search", response_model=SearchResult, dependencies=[Depends(reader)], responses=_errors(422))
+@router.get("/search", response_model=SearchResult, dependencies=[Depends(reader)], responses=error_responses(422))
 async def search(request: Request,
                  q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS,
                                          description="title words (each matches words starting with it), "
@@ -219,33 +219,33 @@ async def search(request: Request,
 
 
 @router.get("/items/{item_id}/tree", response_model=ItemTree, dependencies=[Depends(reader)],
-            responses=_errors(404, 422))
+            responses=error_responses(404, 422))
 async def item_tree(item_id: str, request: Request,
                     limit: Annotated[int, Query(ge=1, le=MAX_LIST, description="items listed per level")] = 10):
     """The item with its categories, codes and SID; for each prefix of its codes, the items sharing it
     (the nearest by text first, those with the item's whole code marked) and the codes branching there;
     and the collision group: the items whose raw code is the item's, told apart by the de-dup digit."""
     rec = server_state(request).rec
-    _known(rec, item_id)
+    check_known(rec, item_id)
     view = CatalogView.of(rec)
     return await asyncio.to_thread(view.tree, rec.index_of(item_id), limit)
 
 
 @router.get("/items/{item_id}/neighbours", response_model=SearchResult, dependencies=[Depends(reader)],
-            responses=_errors(404, 422))
+            responses=error_responses(404, 422))
 async def neighbours(item_id: str, request: Request,
                      k: Annotated[int, Query(description="number of items (1 to max_k)")] = 10):
     """The k items nearest to the item by cosine similarity of their text embeddings (score), whatever
     their SIDs (GET /items/{id}/similar ranks by shared SID prefix first)."""
     s = server_state(request)
-    _known(s.rec, item_id)
+    check_known(s.rec, item_id)
     check_k(k, s.settings)
     view = CatalogView.of(s.rec)
     items = await asyncio.to_thread(view.neighbours, s.rec.index_of(item_id), k)
     return {"query": item_id, "total": len(items), "items": items}
 
 
-@router.get("/users", response_model=UserList, dependencies=[Depends(reader)], responses=_errors(422))
+@router.get("/users", response_model=UserList, dependencies=[Depends(reader)], responses=error_responses(422))
 async def users(request: Request, split: Split = "test",
                 offset: Annotated[int, Query(ge=0, description="first user (dataset order)")] = 0,
                 limit: Annotated[int, Query(ge=1, le=MAX_LIST, description="users returned")] = 20):
@@ -256,7 +256,7 @@ async def users(request: Request, split: Split = "test",
 
 
 @router.get("/users/{user_id}", response_model=UserHistory, dependencies=[Depends(reader)],
-            responses=_errors(404, 422))
+            responses=error_responses(404, 422))
 async def user(user_id: str, request: Request, split: Split = "test"):
     """A user's history before its target in the split (the last max_history_len items, which POST
     /recommend accepts) and the target itself."""
@@ -276,7 +276,7 @@ async def codebook(request: Request):
     return await asyncio.to_thread(view.codebook)
 
 
-@router.get("/map", response_model=ItemMap, dependencies=[Depends(reader)], responses=_errors(422))
+@router.get("/map", response_model=ItemMap, dependencies=[Depends(reader)], responses=error_responses(422))
 async def item_map(request: Request,
                    limit: Annotated[int, Query(ge=1, le=MAX_MAP_POINTS, description="items shown at most "
                                                                                      "(spread evenly)")]
@@ -302,4 +302,4 @@ def complete_document(doc: dict, settings: ServeSettings) -> None:
         for path in DATA_ROUTES:
             operation = paths[path]["get"]
             operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
-            operation["responses"].update({str(c): v for c, v in _openapi_errors(401).items()})
+            operation["responses"].update({str(c): v for c, v in openapi_errors(401).items()})
