@@ -10,12 +10,10 @@
    baselines on the same users: popularity (training interaction counts; held-out items have none,
    so it cannot hit a cold target by construction) and the nearest neighbours of the last history
    item by cosine similarity of the text embeddings. The model is scored as is (``model``); with
-   ``decode.cold_start_neighbours=--neighbours`` (``model_neighbours``: an item-level model's added
-   items borrow the mean learnt vector of their nearest trained items by text); with
    ``decode.cold_start_share=--reserve`` (``model_reserved``: that share of the 10 slots filled by
    the model's ranking of the added items only); and as a hybrid with the text lookup
-   (``hybrid``: the model's list, its neighbour-borrowing variant where it applies, with the
-   reserved share of slots given to the added items nearest to the last history item by text).
+   (``hybrid``: the same reserved slots filled by the added items nearest to the last history
+   item by text, ``decode.cold_start_fill=lookup``).
    For context all are also reported on a sample of warm test users (target seen in training).
 
     python benchmarks/cold_start.py [--share 0.1] [--run-dir runs/cold-start] [key=value ...]
@@ -73,10 +71,8 @@ def write_training_data(dataset, held: np.ndarray, directory: Path) -> dict:
             "removed_interactions": int((~keep).sum())}
 
 
-def nearest_neighbours(embeddings: np.ndarray, last_items: np.ndarray, k: int, batch: int = 1024,
-                       first: int = 0) -> np.ndarray:
-    """Top-k items (of those from index ``first`` on) by cosine similarity to each last item, the
-    item itself excluded."""
+def nearest_neighbours(embeddings: np.ndarray, last_items: np.ndarray, k: int, batch: int = 1024) -> np.ndarray:
+    """Top-k items by cosine similarity to each last item, the item itself excluded."""
     unit = torch.from_numpy(np.asarray(embeddings, dtype=np.float32))
     unit = torch.nn.functional.normalize(unit, dim=1)
     out = []
@@ -84,7 +80,6 @@ def nearest_neighbours(embeddings: np.ndarray, last_items: np.ndarray, k: int, b
         rows = torch.from_numpy(last_items[start:start + batch])
         sims = unit[rows] @ unit.T
         sims[torch.arange(len(rows)), rows] = -float("inf")
-        sims[:, :first] = -float("inf")
         out.append(sims.topk(k, dim=1).indices.numpy())
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
@@ -97,25 +92,10 @@ def generate(rec, histories: list[list[str]], k: int, batch: int) -> np.ndarray:
     return np.array(out, dtype=np.int64).reshape(-1, k)
 
 
-def hybrid(model_lists: np.ndarray, new_lists: np.ndarray, reserved: int) -> np.ndarray:
-    """Each row: the model's first ``k - reserved`` items, then the best of ``new_lists`` not among
-    them (up to ``reserved``), then the model's next items to fill k."""
-    k = model_lists.shape[1]
-    out = np.full_like(model_lists, -1)
-    for r, (ranked, new) in enumerate(zip(model_lists, new_lists)):
-        head = [int(i) for i in ranked[:k - reserved] if i >= 0]
-        extra = [int(i) for i in new if i >= 0 and i not in head][:reserved]
-        rest = [int(i) for i in ranked[k - reserved:] if i >= 0 and i not in extra]
-        row = (head + extra + rest)[:k]
-        out[r, :len(row)] = row
-    return out
-
-
 def evaluate_users(models: dict, full, users: np.ndarray, popular: np.ndarray, embeddings: np.ndarray,
-                   first_new: int, batch: int, reserved: int = 0) -> dict:
-    """The models (name -> Recommender), popularity, text-NN and the hybrid (``reserved`` slots of
-    10 for text-NN's added items) on ``users`` of ``full``; item indices are the run's, added
-    items are those from ``first_new`` on."""
+                   first_new: int, batch: int) -> dict:
+    """The models (name -> Recommender), popularity and text-NN on ``users`` of ``full``; item
+    indices are the run's, added items are those from ``first_new`` on."""
     from sidrec.evaluate.metrics import compute_metrics
 
     rec = next(iter(models.values()))
@@ -135,9 +115,6 @@ def evaluate_users(models: dict, full, users: np.ndarray, popular: np.ndarray, e
         ranked[name] = generate(model, histories, k, batch)
         result[f"{name}_seconds"] = round(time.perf_counter() - start, 1)
     ranked.update(popularity=np.tile(popular[:k], (len(users), 1)), text_nn=nearest_neighbours(embeddings, last, k))
-    if reserved:
-        base = ranked["model_neighbours" if "model_neighbours" in ranked else "model"]
-        ranked["hybrid"] = hybrid(base, nearest_neighbours(embeddings, last, reserved, first=first_new), reserved)
     for name, items in ranked.items():
         metrics = compute_metrics(items, targets, ks=[5, 10])
         valid = items >= 0
@@ -154,9 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warm-users", type=int, default=2000, help="warm test users sampled for context (0 = none)")
     parser.add_argument("--batch", type=int, default=256, help="users per beam search")
     parser.add_argument("--reserve", type=float, default=0.2,
-                        help="decode.cold_start_share of the 'model_reserved' row and the hybrid's share (0 = no such rows)")
-    parser.add_argument("--neighbours", type=int, default=10,
-                        help="decode.cold_start_neighbours of the 'model_neighbours' row (0 = no such row)")
+                        help="decode.cold_start_share of the 'model_reserved' and 'hybrid' rows (0 = no such rows)")
     parser.add_argument("overrides", nargs="*", help="sidrec run overrides (default preset=cpu)")
     args = parser.parse_args(argv)
 
@@ -199,25 +174,22 @@ def main(argv: list[str] | None = None) -> dict:
         warm_users = np.sort(rng.choice(warm_users, size=args.warm_users, replace=False))
     torch.manual_seed(args.seed)
     models = {"model": rec}
-    if args.neighbours > 0 and rec.cfg.model.arch == "item_sid":
-        models["model_neighbours"] = Recommender.load(run_dir / "run",
-                                                      overrides=[f"decode.cold_start_neighbours={args.neighbours}"])
     if args.reserve > 0:
-        models["model_reserved"] = Recommender.load(run_dir / "run", overrides=[f"decode.cold_start_share={args.reserve}"])
-    reserved = round(args.reserve * 10)
-    result = {"share": args.share, "seed": args.seed, "reserve": args.reserve, "neighbours": args.neighbours, **split,
+        share = f"decode.cold_start_share={args.reserve}"
+        models["model_reserved"] = Recommender.load(run_dir / "run", overrides=[share])
+        models["hybrid"] = Recommender.load(run_dir / "run", overrides=[share, "decode.cold_start_fill=lookup"])
+    result = {"share": args.share, "seed": args.seed, "reserve": args.reserve, **split,
               "catalog_items": rec.dataset.num_items,
               "run_metrics": load_metrics(run_dir / "run"),
-              "cold": evaluate_users(models, full, cold_users, popular, embeddings, rec.num_trained_items, args.batch,
-                                     reserved)}
+              "cold": evaluate_users(models, full, cold_users, popular, embeddings, rec.num_trained_items, args.batch)}
     if args.warm_users:
         result["warm"] = evaluate_users(models, full, warm_users, popular, embeddings, rec.num_trained_items,
-                                        args.batch, reserved)
+                                        args.batch)
     (run_dir / "cold_start.json").write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"\n{'users':<6} {'method':<16} {'R@5':>7} {'R@10':>7} {'N@5':>7} {'N@10':>7}  new items in top-10")
     for group in ("cold", "warm"):
-        for method in [*models, "popularity", "text_nn", *(["hybrid"] if reserved else [])]:
+        for method in [*models, "popularity", "text_nn"]:
             if group in result:
                 m = result[group][method]
                 print(f"{group:<6} {method:<16} {m['recall@5']:7.4f} {m['recall@10']:7.4f} {m['ndcg@5']:7.4f} "

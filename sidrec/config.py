@@ -140,9 +140,9 @@ class DecodeConfig:
     # Share of the k slots kept for items added after training (add-items), filled by a second beam
     # search over their SIDs only (TIGER's epsilon): the model rarely ranks never-seen SIDs on its own.
     cold_start_share: float = 0.0
-    # Item-level models (model.arch=item_sid) with learnt item vectors: an item added after training
-    # has none; > 0 gives it the mean learnt vector of this many trained items nearest by text.
-    cold_start_neighbours: int = 0
+    # What fills those slots: model (its ranking of the added items alone) | lookup (the added items
+    # nearest by text to the last history item, placed after the model's items).
+    cold_start_fill: str = "model"
     # Network precision at inference: fp32 | bf16 (autocast; beam scores still summed in fp32).
     # bf16 is faster on CPUs with native bf16 but may reorder near-tied items (docs/results.md).
     precision: str = "fp32"
@@ -422,7 +422,6 @@ LIMITS: dict[str, tuple] = {
     "train.label_smoothing": _SHARE,
     **{f"decode.{k}": _at_least(1) for k in ("num_beams", "batch_size")},
     "decode.cold_start_share": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "decode.cold_start_neighbours": (lambda v: 0 <= v <= 1000, "in [0, 1000]"),
     **{f"sasrec.{k}": _at_least(1) for k in ("max_len", "d_model", "num_layers", "num_heads", "d_ff", "batch_size",
                                               "max_epochs", "eval_batch_size")},
     **{f"sasrec.{k}": _at_least(0) for k in ("weight_decay", "patience", "max_minutes")},

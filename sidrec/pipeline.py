@@ -64,6 +64,8 @@ def check_config(cfg: RunConfig) -> None:
     check_train_config(cfg)
     if cfg.decode.unknown_items not in ("error", "skip"):
         raise ConfigError(f"decode.unknown_items={cfg.decode.unknown_items!r}: expected error or skip")
+    if cfg.decode.cold_start_fill not in ("model", "lookup"):
+        raise ConfigError(f"decode.cold_start_fill={cfg.decode.cold_start_fill!r}: expected one of model, lookup")
 
 
 def resolve_run_dir(cfg: RunConfig, create: bool = True) -> Path:

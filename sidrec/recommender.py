@@ -34,16 +34,20 @@ class Recommendation:
     score: float  # log-probability of the SID under the model (nan for the empty-history fallback)
 
 
+FILLS = ("model", "lookup")  # decode.cold_start_fill
+
+
 def _reserve_slots(ranked: list[tuple[int, float]], new: list[tuple[int, float]], k: int,
-                   reserved: int) -> list[tuple[int, float]]:
+                   reserved: int, by_score: bool = True) -> list[tuple[int, float]]:
     """The best ``k - reserved`` of ``ranked`` plus the best new items not among them (up to
-    ``reserved``), topped up from ``ranked`` when there are fewer new items; by score."""
+    ``reserved``), topped up from ``ranked`` when there are fewer new items; sorted by score when
+    the two lists' scores are comparable (``by_score``), else in that order."""
     chosen = ranked[: k - reserved]
     taken = {i for i, _ in chosen}
     extra = [(i, s) for i, s in new if i not in taken][:reserved]
     taken.update(i for i, _ in extra)
-    chosen = chosen + extra + [(i, s) for i, s in ranked[k - reserved:] if i not in taken]
-    return sorted(chosen[:k], key=lambda pair: -pair[1])
+    chosen = (chosen + extra + [(i, s) for i, s in ranked[k - reserved:] if i not in taken])[:k]
+    return sorted(chosen, key=lambda pair: -pair[1]) if by_score else chosen
 
 
 class Recommender:
@@ -58,6 +62,8 @@ class Recommender:
         share = cfg.decode.cold_start_share
         if not 0 <= share <= 1:
             raise ConfigError(f"decode.cold_start_share={share}: expected a share between 0 and 1")
+        if cfg.decode.cold_start_fill not in FILLS:
+            raise ConfigError(f"decode.cold_start_fill={cfg.decode.cold_start_fill!r}: expected one of {', '.join(FILLS)}")
         self.rng = np.random.default_rng(cfg.seed)
         self._set_catalog(dataset, sid_table, embeddings)
 
@@ -76,6 +82,8 @@ class Recommender:
         new_items = np.arange(self.num_trained_items, dataset.num_items)
         self.new_item_ranker = None
         if self.cfg.decode.cold_start_share > 0 and len(new_items):
+            if self.cfg.decode.cold_start_fill == "lookup" and embeddings is None:
+                raise ConfigError("decode.cold_start_fill=lookup needs the run's text embeddings")
             if not self.cfg.decode.constrained and not getattr(self.model, "ranks_catalog", False):
                 raise ConfigError("decode.cold_start_share needs decode.constrained=true")
             # empty histories: the most recently added items
@@ -154,17 +162,31 @@ class Recommender:
         # The second search (new items only) reuses the first one's encoder pass.
         prefilled = self.ranker.prefill(self.model, histories, users) if reserved else None
         items, scores = self.ranker.rank(self.model, histories, users, k + extra, self.rng, prefilled)
+        by_model = self.cfg.decode.cold_start_fill == "model"
         if reserved:
-            new_items, new_scores = self.new_item_ranker.rank(self.model, histories, users, reserved + extra,
-                                                              self.rng, prefilled)
+            new_items, new_scores = (self.new_item_ranker.rank(self.model, histories, users, reserved + extra,
+                                                               self.rng, prefilled)
+                                     if by_model else self._nearest_new_items(histories, reserved + extra))
         results = []
         for r in range(len(rows)):
             keep = [(int(i), float(s)) for i, s in zip(items[r], scores[r]) if i >= 0 and int(i) not in excluded[r]]
             if reserved:
                 keep = _reserve_slots(keep, [(int(i), float(s)) for i, s in zip(new_items[r], new_scores[r])
-                                             if i >= 0 and int(i) not in excluded[r]], k, reserved)
+                                             if i >= 0 and int(i) not in excluded[r]], k, reserved, by_model)
             results.append([self._describe(i, s) for i, s in keep[:k]])
         return results
+
+    def _nearest_new_items(self, histories: torch.Tensor, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n) items added after training nearest by text to each history's last item (the text
+        lookup over the new items; history items excluded), with their cosine similarities; -1 /
+        -inf where there are fewer."""
+        from sidrec.evaluate.lookup import text_lookup_scores
+
+        first = self.num_trained_items
+        scores = text_lookup_scores(torch.from_numpy(self.unit_embeddings()), histories, normalized=True)[:, first:]
+        top = scores.topk(min(n, scores.shape[1]), dim=1)
+        items = torch.where(torch.isfinite(top.values), top.indices + first, -1)
+        return items.numpy(), top.values.numpy()
 
     def recommend(self, history: list, k: int = 10, user_id=None, exclude: list | None = None) -> list[Recommendation]:
         return self.recommend_many([history], k, [user_id], [exclude] if exclude else None)[0]

@@ -40,8 +40,7 @@ def build_ranker(decode: DecodeConfig, sid_table: SIDTable, vocab: SIDVocab, dev
     embeddings (read by item-scoring models, model.arch=item_sid)."""
     return Ranker(sid_table, vocab, num_beams=decode.num_beams, constrained=decode.constrained,
                   exclude_history=decode.exclude_history, device=device, fallback_items=fallback_items,
-                  items=items, precision=decode.precision, item_text=item_text,
-                  cold_start_neighbours=decode.cold_start_neighbours)
+                  items=items, precision=decode.precision, item_text=item_text)
 
 
 def check_model_overrides(model_cfg, trained: dict, source: str) -> None:

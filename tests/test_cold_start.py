@@ -326,14 +326,7 @@ def test_text_nearest_neighbours_exclude_the_item_itself():
     embeddings = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
     top = bench.nearest_neighbours(embeddings, np.array([0, 2]), k=2)
     assert top.tolist() == [[1, 3], [3, 1]]
-    assert bench.nearest_neighbours(embeddings, np.array([0]), k=1, first=2).tolist() == [[3]]  # added items only
 
-
-def test_the_hybrid_gives_the_reserved_slots_to_new_items_without_repeats():
-    bench = _benchmark()
-    model = np.array([[1, 2, 3, 4], [5, 9, 6, 7]])
-    new = np.array([[9, 8], [9, 8]])
-    assert bench.hybrid(model, new, 2).tolist() == [[1, 2, 9, 8], [5, 9, 8, 6]]
 
 
 def test_cold_start_share_reserves_slots_for_added_items(run_copy, fake_encoder):
@@ -372,6 +365,21 @@ def test_cold_start_share_reserves_slots_for_added_items(run_copy, fake_encoder)
     with pytest.raises(Exception, match="needs decode.constrained=true"):
         Recommender.load(run_copy, overrides=["decode.cold_start_share=0.2", "decode.constrained=false"])
 
+    # cold_start_fill=lookup: the same slots go to the new items nearest by text to the last history item
+    hybrid = Recommender.load(run_copy, overrides=["decode.cold_start_share=0.2", "decode.cold_start_fill=lookup"])
+    unit = hybrid.unit_embeddings()
+    for history, before, after in zip(histories, baseline, hybrid.recommend_many(histories, k=10)):
+        ids = [r.item_id for r in after]
+        kept = [r.item_id for r in before if r.item_id not in new_ids][:8]
+        assert ids[:8] == kept and len(set(ids)) == 10  # the model's top-8 first, in its order
+        last = unit[hybrid.index_of(history[-1])]
+        new_rows = np.arange(dataset.num_items, dataset.num_items + 3)
+        nearest = [hybrid.dataset.items[i]["item_id"] for i in new_rows[np.argsort(-(unit[new_rows] @ last))]]
+        assert [i for i in ids[8:]] == [i for i in nearest if i not in kept][:2]
+        assert [r.score for r in after[8:]] == pytest.approx(sorted((r.score for r in after[8:]), reverse=True))
+    with pytest.raises(Exception, match="decode.cold_start_fill='nearest': expected one of model, lookup"):
+        Recommender.load(run_copy, overrides=["decode.cold_start_share=0.2", "decode.cold_start_fill=nearest"])
+
 
 def test_reserve_slots_merges_by_score_and_tops_up():
     from sidrec.recommender import _reserve_slots
@@ -382,3 +390,6 @@ def test_reserve_slots_merges_by_score_and_tops_up():
     assert _reserve_slots(ranked, [(2, -2.0), (9, -9.0)], k=3, reserved=2) == [(1, -1.0), (2, -2.0), (9, -9.0)]
     # fewer new items than reserved slots: top up from the model's list
     assert _reserve_slots(ranked, [], k=3, reserved=2) == ranked[:3]
+    # scores of another scale (the lookup's cosines): the new items follow the model's, in their order
+    assert _reserve_slots(ranked, [(9, 0.9), (8, 0.5)], k=4, reserved=2, by_score=False) == \
+        [(1, -1.0), (2, -2.0), (9, 0.9), (8, 0.5)]

@@ -89,24 +89,6 @@ def test_items_added_later_are_scored_from_their_sids_and_text(ids):
         torch.testing.assert_close(model.output_vectors(grown)[12], no_ids.output_vectors(grown)[12])
 
 
-def test_an_added_item_can_borrow_the_learnt_vectors_of_its_text_neighbours():
-    model = network(num_id_items=12)
-    with torch.no_grad():
-        model.items.ids.weight[:12].normal_()  # distinct learnt vectors
-    items = catalog(num_items=12)
-    new_text = items.text[4] + 0.1 * items.text[9]
-    sids = torch.cat([items.sids, torch.tensor([[1, 2, 2]])])
-    text = torch.cat([items.text, (new_text / new_text.norm())[None]])
-    nearest = (text[12] @ items.text.T).argsort(descending=True)[:2].tolist()
-    assert nearest[0] == 4
-    alone, borrowing = ItemFeatures(sids, text), ItemFeatures(sids, text, neighbours=2)
-    assert borrowing.id_rows(12)[:12, 0].tolist() == list(range(12)) and borrowing.id_rows(12)[12].tolist() == nearest
-    assert alone.id_rows(12)[12].tolist() == [12]  # the zero row
-    gained = model.output_vectors(borrowing)[12] - model.output_vectors(alone)[12]
-    torch.testing.assert_close(gained, model.items.ids.weight[nearest].mean(0))
-    torch.testing.assert_close(model.output_vectors(borrowing)[:12], model.output_vectors(alone)[:12])
-
-
 def test_bad_settings_are_one_config_error():
     for kw, fragment in [(dict(head="beam"), "model.head='beam'"), (dict(item_inputs="codes,ids"), "model.item_inputs"),
                          (dict(num_user_tokens=4), "num_user_tokens"), (dict(d_model=30, num_heads=4), "divisible"),

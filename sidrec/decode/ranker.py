@@ -9,7 +9,7 @@ serving all call ``Ranker.rank``. It takes plain values, not a config, and impor
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -34,45 +34,22 @@ def exclude_items_(scores: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 @dataclass
 class ItemFeatures:
     """The catalog as an item-scoring model reads it: (N, L) SID digits and (N, D) unit-norm text
-    embeddings (D = 0 without text). ``neighbours`` > 0: an item with no learnt vector (added after
-    training) borrows the mean learnt vector of its ``neighbours`` nearest trained items by text
-    (``id_rows``)."""
+    embeddings (D = 0 without text)."""
 
     sids: torch.Tensor
     text: torch.Tensor
-    neighbours: int = 0
-    _id_rows: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, sids: np.ndarray, text: np.ndarray | None, device="cpu", neighbours: int = 0) -> "ItemFeatures":
+    def build(cls, sids: np.ndarray, text: np.ndarray | None, device="cpu") -> "ItemFeatures":
         if text is None:
             text = np.zeros((len(sids), 0), dtype=np.float32)
         text = torch.from_numpy(np.array(text, dtype=np.float32)).to(device)  # a copy: the input may be a read-only memory map
         if text.shape[1]:
             text = text / text.norm(dim=1, keepdim=True).clamp(min=1e-12)
-        return cls(torch.as_tensor(sids, dtype=torch.long, device=device), text, neighbours)
+        return cls(torch.as_tensor(sids, dtype=torch.long, device=device), text)
 
     def to(self, device) -> "ItemFeatures":
-        return ItemFeatures(self.sids.to(device), self.text.to(device), self.neighbours)
-
-    def id_rows(self, num_learnt: int) -> torch.Tensor:
-        """(N, k) rows of a learnt per-item table to average for each item: its own row for the first
-        ``num_learnt`` items; for later ones the ``neighbours`` trained items nearest by text, or
-        row ``num_learnt`` (the zero vector) when ``neighbours`` is 0 or there is no text. Computed
-        once per catalog."""
-        if num_learnt not in self._id_rows:
-            n, k = len(self.sids), self.neighbours
-            own = torch.arange(n, device=self.sids.device).clamp(max=num_learnt)[:, None]
-            if k <= 0 or not self.text.shape[1] or n <= num_learnt or num_learnt == 0:
-                rows = own
-            else:
-                rows = own.repeat(1, min(k, num_learnt))
-                trained = self.text[:num_learnt]
-                for start in range(num_learnt, n, 4096):  # bounded memory for large additions
-                    sims = self.text[start:start + 4096] @ trained.T
-                    rows[start:start + 4096] = sims.topk(rows.shape[1], dim=1).indices
-            self._id_rows[num_learnt] = rows
-        return self._id_rows[num_learnt]
+        return ItemFeatures(self.sids.to(device), self.text.to(device))
 
 
 class Ranker:
@@ -80,13 +57,12 @@ class Ranker:
 
     def __init__(self, sid_table: SIDTable, vocab: SIDVocab, num_beams: int = 10, constrained: bool = True,
                  exclude_history: bool = False, device="cpu", fallback_items: np.ndarray | None = None,
-                 items: np.ndarray | None = None, precision: str = "fp32", item_text: np.ndarray | None = None,
-                 cold_start_neighbours: int = 0):
+                 items: np.ndarray | None = None, precision: str = "fp32", item_text: np.ndarray | None = None):
         """``items``: constrain decoding to these items' SIDs (default: the whole table).
         ``item_text``: (N, D) text embeddings of the table's items, for models that read them.
         ``exclude_history``: never recommend an item of the user's own history.
         ``precision``: fp32, or bf16 (autocast: the network runs in bfloat16, beam scores are summed
-        in fp32). ``cold_start_neighbours``: see ItemFeatures."""
+        in fp32)."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
         self.sid_table, self.vocab, self.precision = sid_table, vocab, precision
@@ -102,7 +78,7 @@ class Ranker:
         else:
             self.trie = None
         self.device = torch.device(device)
-        self._item_text, self._features, self.cold_start_neighbours = item_text, None, cold_start_neighbours
+        self._item_text, self._features = item_text, None
         self.item_mask = None  # exact ranking: True for the items that may be returned
         if items is not None:
             self.item_mask = torch.zeros(sid_table.num_items, dtype=torch.bool)
@@ -114,8 +90,7 @@ class Ranker:
         if self._features is None:
             if self._item_text is not None and len(self._item_text) != self.sid_table.num_items:
                 raise ValueError(f"{len(self._item_text)} text embeddings for {self.sid_table.num_items} items")
-            self._features = ItemFeatures.build(self.sid_table.sids, self._item_text, self.device,
-                                                self.cold_start_neighbours)
+            self._features = ItemFeatures.build(self.sid_table.sids, self._item_text, self.device)
         return self._features
 
     def to(self, device) -> "Ranker":

@@ -17,10 +17,9 @@ Both rank the whole catalog exactly (a matmul or a gather and a top-k): no beam 
 item. ``text_sim`` adds w * cos(text_i, text of the last history item), w learnt, to every score.
 
 New items (cold start) only need a SID and a text embedding (items added after training have no
-learnt vector), so the catalog is passed in rather than stored: any object with ``sids`` (N, L) long
-digits, ``text`` (N, D) unit text embeddings (D may be 0 when the model reads no text) and
-``id_rows(num_learnt)`` ((N, k) rows of the learnt table to average per item: its own, or for a new
-item nothing or its text neighbours'), such as the Ranker's ``ItemFeatures``. Plain PyTorch.
+learnt vector), so the catalog is passed in rather than stored: any object with ``sids`` (N, L) long digits and
+``text`` (N, D) unit text embeddings (D may be 0 when the model reads no text), such as the
+Ranker's ``ItemFeatures``. Plain PyTorch.
 """
 
 from __future__ import annotations
@@ -87,8 +86,8 @@ class ItemComposer(nn.Module):
             text = catalog.text if index is None else catalog.text[index]
             out = out + self.text(text.to(self.text.weight.dtype))
         if self.ids is not None:
-            rows = catalog.id_rows(self.ids.padding_idx)  # (N, k): own row, or trained neighbours'
-            out = out + self.ids(rows if index is None else rows[index]).mean(-2)
+            items = torch.arange(len(catalog.sids), device=sids.device) if index is None else index
+            out = out + self.ids(items.clamp(max=self.ids.padding_idx))
         return out
 
 
