@@ -100,6 +100,16 @@ def finished_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of the shared tiny run, for tests that change a run directory (add items, caches)."""
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(finished_run, dst, symlinks=True)
+    return dst
+
+
 # --- dataset files (test_loaders, test_readers, test_amazon_raw, test_tables) ---------------------
 def sequences(ds) -> dict[str, list[str]]:
     """user id -> external item ids, in order."""

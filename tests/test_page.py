@@ -26,14 +26,6 @@ KEY = "page-key-0123"
 STATIC = Path(explore.__file__).with_name("static")
 
 
-@pytest.fixture
-def run_copy(finished_run, tmp_path):
-    """A copy of the shared tiny run: the page caches its map in the run directory."""
-    dst = tmp_path / "run"
-    shutil.copytree(finished_run, dst, symlinks=True)
-    return dst
-
-
 def view_of(run_dir) -> CatalogView:
     rec = Recommender.load(run_dir)
     return CatalogView(rec.dataset, rec.sid_table, rec.unit_embeddings(), rec.num_trained_items, rec.user_index, rec.run_dir)

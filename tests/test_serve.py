@@ -445,13 +445,6 @@ def test_a_request_past_its_timeout_gets_503_and_is_dropped(local, held_model):
 
 
 # --- adding items while serving ---------------------------------------------------------------------
-@pytest.fixture
-def run_copy(finished_run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(finished_run, dst, symlinks=True)
-    return dst
-
-
 def item_with_room(rec) -> int:
     """An item whose code group can take one more item under the model's de-dup digit."""
     _, inverse, counts = np.unique(rec.sid_table.codes, axis=0, return_inverse=True, return_counts=True)
