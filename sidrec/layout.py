@@ -55,6 +55,9 @@ EXPERIMENT = "experiment.json"
 BASELINES = "baselines"
 REPORT = {"markdown": "report.md", "csv": "report.csv", "plot": "report.png"}
 
+# The findings page (sidrec.experiments.findings): the paper's claims against every study's report.
+FINDINGS_PAGE = {"markdown": "findings.md", "csv": "findings.csv"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:

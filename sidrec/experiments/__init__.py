@@ -4,6 +4,7 @@
     sidrec experiment decoding dataset=beauty seeds=2 budget=cpu
     sidrec experiment sid_shape dataset=tiny budget=tiny data.format=p5 data.path=/path/to/tiny
     sidrec report runs/experiments/tokenizer-beauty
+    sidrec findings [root=runs/experiments] [out=docs]     the paper's claims against the studies run
 
 Options: ``dataset=`` (beauty is bundled; others need data.format/data.path), ``seeds=N`` or
 ``seeds=0,3,7``, ``budget=tiny|cpu|paper`` (the config preset; cpu = ``cpu-encdec``), ``root=`` (default
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from sidrec.experiments.studies import STUDIES, get_study, paper_tables, paper_value
 
-__all__ = ["STUDIES", "cli_experiment", "cli_report", "get_study", "paper_tables", "paper_value"]
+__all__ = ["STUDIES", "cli_experiment", "cli_findings", "cli_report", "get_study", "paper_tables", "paper_value"]
 
 
 def cli_experiment(args: list[str]) -> dict:
@@ -47,3 +48,18 @@ def cli_report(args: list[str]) -> None:
     for d in dirs:
         paths = write_report(Path(d))
         print(f"report: {paths['markdown']}, {paths['csv']}, {paths['plot']}")
+
+
+def cli_findings(args: list[str]) -> None:
+    """``sidrec findings [root=runs/experiments] [out=docs] [dataset=beauty] [metric=recall@10]``"""
+    from sidrec.config import parse_overrides, user_path
+    from sidrec.errors import ConfigError
+    from sidrec.experiments.findings import PRIMARY_METRIC, write_findings
+
+    options = dict(parse_overrides(args))
+    unknown = sorted(set(options) - {"root", "out", "dataset", "metric"})
+    if unknown:
+        raise ConfigError(f"sidrec findings: unknown option {unknown[0]}= (have: root=, out=, dataset=, metric=)")
+    paths = write_findings(user_path(options.get("root", "runs/experiments")), user_path(options.get("out", "docs")),
+                           options.get("dataset", "beauty"), options.get("metric", PRIMARY_METRIC))
+    print(f"findings: {paths['markdown']}, {paths['csv']}")
