@@ -112,18 +112,19 @@ def _paper_values(finding: Finding, dataset: str) -> tuple[dict | None, dict | N
             paper_value(study.table, dataset, paper_rows[finding.versus]))
 
 
-def judge(finding: Finding, study_dir: Path | None, dataset: str, metric: str = PRIMARY_METRIC) -> dict:
-    """One finding against a study directory (None or missing: not run): the paper's numbers, ours,
-    the paired difference with its interval, and the verdict."""
+def judge(finding: Finding, collected: tuple[dict, list[dict]] | None, dataset: str,
+          metric: str = PRIMARY_METRIC) -> dict:
+    """One finding against its study's ``report.collect`` result (None: the study was not run): the
+    paper's numbers, ours, the paired difference with its interval, and the verdict."""
     study = get_study(finding.study)
     result = {"finding": finding, "study": finding.study, "paper_table": study.table, "claim": finding.claim,
               "metric": metric, "budget": "", "seeds": [], "our": None, "our_versus": None, "paired": None,
-              "margin": None, "verdict": NOT_RUN, "study_dir": None, "paper_dataset": dataset}
-    if study_dir is not None and (study_dir / EXPERIMENT).exists():
-        exp, rows = collect(study_dir)
+              "margin": None, "verdict": NOT_RUN}
+    if collected is not None:
+        exp, rows = collected
         by_name = {r["name"]: r for r in rows}
         dataset = exp["paper_dataset"]
-        result.update(budget=exp["budget"], study_dir=study_dir, paper_dataset=dataset)
+        result["budget"] = exp["budget"]
         if finding.row in by_name and finding.versus in by_name:
             row = {s: v[metric] for s, v in by_name[finding.row]["per_seed"].items()}
             versus = {s: v[metric] for s, v in by_name[finding.versus]["per_seed"].items()}
@@ -148,7 +149,11 @@ def judge_all(root: Path, dataset: str = "beauty", metric: str = PRIMARY_METRIC,
     ``sidrec experiment`` names it)."""
     if metric not in METRICS:
         raise ConfigError(f"metric={metric!r}: expected one of {', '.join(METRICS)}")
-    return [judge(f, root / f"{f.study}-{dataset}", dataset, metric) for f in findings]
+    studies = {}
+    for study in dict.fromkeys(f.study for f in findings):
+        study_dir = root / f"{study}-{dataset}"
+        studies[study] = collect(study_dir) if (study_dir / EXPERIMENT).exists() else None
+    return [judge(f, studies[f.study], dataset, metric) for f in findings]
 
 
 # --- the page ---------------------------------------------------------------------------------
