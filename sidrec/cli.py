@@ -14,6 +14,7 @@ Commands:
   lookup     text nearest-neighbour baseline (no training): ``sidrec lookup [lookup.last_n=3] [lookup.exclude_history=false ...]``
   experiment a paper study: ``sidrec experiment <study> dataset=beauty seeds=3 budget=tiny|cpu|paper`` (``list``)
   report     rebuild a study's report: ``sidrec report runs/experiments/<study>-<dataset>``
+  findings   the paper's claims against the studies run: ``sidrec findings [root=runs/experiments] [out=docs]``
 
 ``config=file.yaml`` (or .json) is the base config; ``key=value`` arguments apply on top.
 ``sidrec <command> --help`` lists the command's keys; ``sidrec --version`` prints the version.
@@ -262,6 +263,12 @@ def cmd_report(args: list[str]) -> None:
     cli_report(args)
 
 
+def cmd_findings(args: list[str]) -> None:
+    from sidrec.experiments import cli_findings
+
+    cli_findings(args)
+
+
 def cmd_serve(args: list[str]) -> None:
     from sidrec.serve import main as serve_main
 
@@ -334,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"run": cmd_run, "train": cmd_run, "prepare": cmd_prepare, "tokenize": cmd_tokenize,
                 "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "add-items": cmd_add_items, "sasrec": cmd_sasrec,
                 "popularity": cmd_popularity, "lookup": cmd_lookup,
-                "experiment": cmd_experiment, "report": cmd_report}
+                "experiment": cmd_experiment, "report": cmd_report, "findings": cmd_findings}
     if command not in handlers:
         print(f"error: unknown command {command!r} (have: {', '.join(handlers)})", file=sys.stderr)
         return 2

@@ -55,6 +55,15 @@ EXPERIMENT = "experiment.json"
 BASELINES = "baselines"
 REPORT = {"markdown": "report.md", "csv": "report.csv", "plot": "report.png"}
 
+# The cold-start study (sidrec.experiments.cold_start_study): per seed, under <study>/seed-<s>/
+COLD_START_DATA = "data"  # the training data without the held-out items (P5) and NEW_ITEMS
+COLD_START_RUN = "run"  # an ordinary run directory trained on that data; the held-out items added
+NEW_ITEMS = "new_items.jsonl"  # the held-out items, added after training
+COLD_START_RESULTS = "cold_start.json"  # per user group and row: the metrics of the seed
+
+# The findings page (sidrec.experiments.findings): the paper's claims against every study's report.
+FINDINGS_PAGE = {"markdown": "findings.md", "csv": "findings.csv"}
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:

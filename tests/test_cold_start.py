@@ -276,59 +276,6 @@ def test_a_crash_at_any_rename_leaves_the_old_catalog(finished_run, fake_encoder
     assert not list(run_dir.glob(".catalog.tmp-*"))
 
 
-def _benchmark():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cold_start.py"
-    spec = importlib.util.spec_from_file_location("cold_start_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cold_start_benchmark_holds_items_out_of_training_and_evaluates_them(tiny_p5, tmp_path, capsys):
-    from conftest import TINY
-
-    from sidrec.data.loaders import load_p5
-
-    bench = _benchmark()
-    out = tmp_path / "bench"
-    args = ["--share", "0.25", "--run-dir", str(out), "--warm-users", "10", *TINY, f"data.path={tiny_p5}"]
-    result = bench.main(args)
-    full = load_p5(tiny_p5, "tiny")
-    held = bench.hold_out(full, 0.25, 0)
-    held_ids = {full.items[i]["item_id"] for i in np.flatnonzero(held)}
-    assert result["held_out_items"] == len(held_ids) == 10
-    # Training never saw a held-out item: not in its catalog's trained part, not in any sequence.
-    trained = load_p5(out / "data", "tiny")
-    assert held_ids.isdisjoint(item["item_id"] for item in trained.items)
-    assert held_ids.isdisjoint(trained.items[i]["item_id"] for i in trained.seq_items)
-    # Evaluated on exactly the users whose last item is held out, every method on the same users.
-    last = full.seq_items[full.seq_offsets[1:] - 1]
-    assert result["cold"]["users"] == int(held[last].sum()) > 0
-    assert result["warm"]["users"] == 10
-    assert result["catalog_items"] == full.num_items
-    assert result["cold"]["popularity"]["recall@10"] == 0.0  # held-out items have no training counts
-    assert result["cold"]["model_reserved"]["new_item_share_of_top10"] >= 0.2  # 2 of 10 slots reserved
-    assert result["cold"]["hybrid"]["new_item_share_of_top10"] >= 0.2
-    for method in ("model", "model_reserved", "popularity", "text_nn", "hybrid"):
-        assert 0.0 <= result["cold"][method]["ndcg@10"] <= result["cold"][method]["recall@10"] <= 1.0
-    assert "cold_start_recall@10:" in capsys.readouterr().out.splitlines()[-1]
-    # A second invocation reuses the run and does not add the items twice.
-    again = bench.main(args)
-    assert again["catalog_items"] == full.num_items
-    assert again["cold"]["model"] == result["cold"]["model"]
-
-
-def test_text_nearest_neighbours_exclude_the_item_itself():
-    bench = _benchmark()
-    embeddings = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
-    top = bench.nearest_neighbours(embeddings, np.array([0, 2]), k=2)
-    assert top.tolist() == [[1, 3], [3, 1]]
-
-
-
 def test_cold_start_share_reserves_slots_for_added_items(run_copy, fake_encoder):
     dataset, table, _ = load_catalog(run_copy)
     roomy = np.flatnonzero(group_sizes(table) < table.level_sizes[-1])[:3]

@@ -12,6 +12,7 @@ all of them share readers.py.
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -21,9 +22,12 @@ from sidrec.data.dataset import Dataset
 from sidrec.data.readers import build_dataset, read_items_jsonl, read_lines
 from sidrec.data.tables import load_recbole, load_table
 from sidrec.errors import ConfigError, DataError
+from sidrec.io import write_text
 
 BUNDLED = ("beauty",)
 FORMATS = ("bundled", "p5", "amazon_raw", "recbole", "table")
+P5_SEQUENCES = "sequences.txt"  # a P5 directory's files (read by load_p5, written by write_p5)
+P5_ITEMS = "items.jsonl"
 
 
 def read_p5_sequences(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -53,11 +57,11 @@ def load_p5(path: str | Path, name: str) -> Dataset:
     """A directory with sequences.txt (or sequential_data.txt) and optional items.jsonl, or the file itself."""
     path = Path(path)
     if path.is_dir():
-        candidates = [path / f for f in ("sequences.txt", "sequences.txt.gz", "sequential_data.txt")]
+        candidates = [path / f for f in (P5_SEQUENCES, f"{P5_SEQUENCES}.gz", "sequential_data.txt")]
         seq_path = next((c for c in candidates if c.exists()), None)
         if seq_path is None:
             raise DataError(f"{path}: no sequences.txt or sequential_data.txt in this directory")
-        item_path = next((c for c in (path / "items.jsonl", path / "items.jsonl.gz") if c.exists()), None)
+        item_path = next((c for c in (path / P5_ITEMS, path / f"{P5_ITEMS}.gz") if c.exists()), None)
     elif path.exists():
         seq_path, item_path = path, None
     else:
@@ -65,6 +69,19 @@ def load_p5(path: str | Path, name: str) -> Dataset:
     users, sequences = read_p5_sequences(seq_path)
     items = read_items_jsonl(item_path, integer_ids=True) if item_path else None
     return build_dataset(name, users, sequences, items, str(seq_path))
+
+
+def write_p5(directory: str | Path, user_ids: list[str], sequences: list[list[str]], items: list[dict]) -> None:
+    """A P5 directory ``load_p5`` reads back: ``sequences.txt`` (``user item item ...`` per line, in
+    order) and ``items.jsonl``. P5 ids are integers; another id is a DataError."""
+    for user, sequence in zip(user_ids, sequences):
+        bad = next((i for i in (user, *sequence) if not str(i).isdigit()), None)
+        if bad is not None:
+            raise DataError(f"id {bad!r} is not a non-negative integer: the P5 format holds integer ids only")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_text(directory / P5_SEQUENCES, "".join(" ".join([u, *s]) + "\n" for u, s in zip(user_ids, sequences)))
+    write_text(directory / P5_ITEMS, "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items))
 
 
 def check_bundled(name: str) -> None:

@@ -19,17 +19,23 @@ from sidrec.layout import BASELINES, EXPERIMENT, METRICS as METRICS_FILE, REPORT
 NAMES = {"recall@5": "Recall@5", "recall@10": "Recall@10", "ndcg@5": "NDCG@5", "ndcg@10": "NDCG@10"}
 
 
-def _stats(values: list[float]) -> tuple[float, float]:
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (0 for one value)."""
     arr = np.asarray(values, dtype=np.float64)
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
-def collect(study_dir: Path) -> tuple[dict, list[dict]]:
-    """experiment.json and, per row, the finished seeds' metrics (and decoding times where timed)."""
-    path = study_dir / EXPERIMENT
+def read_experiment(study_dir: Path) -> dict:
+    """A study directory's experiment.json (what was asked), the one reader of it."""
+    path = Path(study_dir) / EXPERIMENT
     if not path.exists():
         raise ArtifactError(f"{path}: not a study directory (no {EXPERIMENT}); run `sidrec experiment` first")
-    exp = json.loads(path.read_text())
+    return json.loads(path.read_text())
+
+
+def collect(study_dir: Path) -> tuple[dict, list[dict]]:
+    """experiment.json and, per row, the finished seeds' metrics (and decoding times where timed)."""
+    exp = read_experiment(study_dir)
     rows = []
     for row in exp["rows"]:
         seeds, runs, times, per_seed = [], [], [], {}
@@ -46,11 +52,11 @@ def collect(study_dir: Path) -> tuple[dict, list[dict]]:
                   "per_seed": per_seed,
                   "paper": paper_value(exp["table"], exp["paper_dataset"], row["paper_row"])}
         for m in METRICS:
-            result[m] = _stats([r[m] for r in runs]) if runs else None
-        result["decode_ms_per_user"] = _stats(times) if times else None
+            result[m] = mean_and_std([r[m] for r in runs]) if runs else None
+        result["decode_ms_per_user"] = mean_and_std(times) if times else None
         for key in ("steps", "minutes"):  # training steps; train + test wall time of a run
             values = [r[key] for r in runs if key in r]
-            result[key] = _stats(values) if values else None
+            result[key] = mean_and_std(values) if values else None
         rows.append(result)
     default = exp.get("default_row") or exp["rows"][0]["name"]  # older experiment.json: the first row
     base = next(r for r in rows if r["name"] == default)
@@ -78,11 +84,11 @@ def collect_baselines(study_dir: Path) -> list[dict]:
     return rows
 
 
-def _cell(stat) -> str:
+def stat_cell(stat) -> str:
     return "—" if stat is None else f"{stat[0]:.4f} ± {stat[1]:.4f}"
 
 
-def _paired_cell(p: dict | None) -> str:
+def paired_cell(p: dict | None) -> str:
     return "—" if p is None else f"{p['diff']:+.4f} [{p['low']:+.4f}, {p['high']:+.4f}]"
 
 
@@ -103,7 +109,7 @@ def markdown(exp: dict, rows: list[dict], baselines: list[dict] | None = None) -
     for r in rows:
         cells = [r["label"], str(len(r["seeds"]))]
         for m in METRICS:
-            cells += [_cell(r[m]), "—" if r["paper"] is None else f"{r['paper'][m]:.4f}"]
+            cells += [stat_cell(r[m]), "—" if r["paper"] is None else f"{r['paper'][m]:.4f}"]
         if timing:
             t = r["decode_ms_per_user"]
             cells.append("—" if t is None else f"{t[0]:.2f} ± {t[1]:.2f}")
@@ -120,7 +126,7 @@ def markdown(exp: dict, rows: list[dict], baselines: list[dict] | None = None) -
                   "|---|---|" + "---|" * len(METRICS)]
         for r in paired:
             cells = [r["label"], str(max((p["pairs"] for p in r["paired"].values() if p), default=0))]
-            cells += [_paired_cell(r["paired"][m]) for m in METRICS]
+            cells += [paired_cell(r["paired"][m]) for m in METRICS]
             lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "steps: training steps (mean over seeds); min/run: training + test wall time of one run, "
               "embedding and tokenization not included.", "",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sidrec.config import RunConfig, build_config, merge_overrides, parse_overrides, parse_seeds
 from sidrec.errors import ConfigError, DataError
-from sidrec.experiments.studies import STUDIES, Study, get_study
+from sidrec.experiments.studies import OWN_STUDIES, STUDIES, Study, get_study
 from sidrec.io import write_json
 from sidrec.layout import BASELINES, CONFIG, ERROR_LOG, EXPERIMENT, METRICS, RUN_LOG, TIMING, stage_keys
 
@@ -43,6 +43,8 @@ class Experiment:
     directory: Path
     shared: Path
     timing_users: int = 0  # decoding study: users timed (0 = all test users)
+    hold_out_share: float = 0.1  # cold-start study: share of the items held out of training
+    warm_users: int = 2000  # cold-start study: warm test users sampled for context (0 = none)
     parallel: int = 1  # runs at once (each in its own process)
     gpus: list[str] = dataclasses.field(default_factory=list)  # CUDA_VISIBLE_DEVICES per process, round-robin
 
@@ -56,17 +58,35 @@ class Experiment:
         return {"study": self.study.name, "table": self.study.table, "title": self.study.title, "note": self.study.note,
                 "dataset": self.dataset, "paper_dataset": self.paper_dataset, "budget": self.budget,
                 "seeds": self.seeds, "overrides": self.overrides, "timing": self.study.timing,
-                "default_row": self.study.default_row,
+                "default_row": self.study.default_row, "kind": self.study.kind,
+                **({"hold_out_share": self.hold_out_share, "warm_users": self.warm_users}
+                   if self.study.kind == "cold_start" else {}),
                 "rows": [dataclasses.asdict(r) for r in self.study.rows]}
 
 
+COLD_START_OPTIONS = ("share", "reserve", "warm_users")
+
+
+def _share(key: str, value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 < share < 1:
+        raise ConfigError(f"{key}={value!r}: expected a share between 0 and 1")
+    return share
+
+
 def parse_experiment_args(args: list[str]) -> Experiment:
-    """``<study> dataset=beauty seeds=5 budget=cpu [root=...] [encoders=a,b] [paper_dataset=...] [key=value ...]``"""
+    """``<study> dataset=beauty seeds=5 budget=cpu [root=...] [encoders=a,b] [paper_dataset=...] [key=value ...]``;
+    the cold-start study also takes ``share=`` (held out), ``reserve=`` (slots kept for added items)
+    and ``warm_users=``."""
     if not args or "=" in args[0]:
         raise ConfigError(f"sidrec experiment needs a study first: sidrec experiment <study> dataset=<name> ... "
-                          f"(studies: {', '.join(STUDIES)})")
+                          f"(studies: {', '.join(STUDIES + OWN_STUDIES)})")
     name, options, overrides = args[0], {}, []
-    own = {"dataset", "seeds", "budget", "root", "encoders", "paper_dataset", "timing_users", "parallel", "gpus"}
+    own = {"dataset", "seeds", "budget", "root", "encoders", "paper_dataset", "timing_users", "parallel", "gpus",
+           *COLD_START_OPTIONS}
     for key, value in parse_overrides(args[1:]):
         if key in own:
             options[key] = value
@@ -85,18 +105,34 @@ def parse_experiment_args(args: list[str]) -> Experiment:
                               f"data.path=/path/to/{dataset} (formats: docs/datasets.md)")
         data.append("data.format=bundled")
     study = get_study(name, encoders=options.get("encoders", "all-MiniLM-L6-v2"),
-                      codes_divisor=TINY_CODES_DIVISOR if budget == "tiny" else 1)
+                      codes_divisor=TINY_CODES_DIVISOR if budget == "tiny" else 1,
+                      reserved_share=_share("reserve", options.get("reserve", "0.2")))
+    given_cold_start = [k for k in COLD_START_OPTIONS if k in options]
+    if given_cold_start and study.kind != "cold_start":
+        raise ConfigError(f"{given_cold_start[0]}= is an option of the cold_start study, not of {name}")
     root = Path(options.get("root", "runs/experiments"))
+    preset = (study.presets or BUDGETS)[budget]
     experiment = Experiment(study, dataset, options.get("paper_dataset", dataset), seeds, budget,
-                            [f"preset={BUDGETS[budget]}", *data, *overrides], root / f"{name}-{dataset}",
-                            root / "_shared", int(options.get("timing_users", "0")))
+                            [f"preset={preset}", *study.base_overrides, *data, *overrides], root / f"{name}-{dataset}",
+                            root / "_shared", int(options.get("timing_users", "0")),
+                            hold_out_share=_share("share", options.get("share", "0.1")),
+                            warm_users=_warm_users(options.get("warm_users", "2000")))
     gpus = [g.strip() for g in options.get("gpus", "").split(",") if g.strip()]
     experiment.gpus = gpus
     experiment.parallel = int(options.get("parallel", str(max(len(gpus), 1))))
     if experiment.parallel < 1:
         raise ConfigError(f"parallel={experiment.parallel}: expected >= 1")
+    if experiment.parallel > 1 and study.kind == "cold_start":
+        raise ConfigError("the cold_start study runs its seeds one after another: parallel= and gpus= are not "
+                          "supported (train.accelerator= picks the device)")
     build_config(experiment.overrides)  # fail now on a bad key, not after the first row
     return experiment
+
+
+def _warm_users(value: str) -> int:
+    if not value.isdigit():
+        raise ConfigError(f"warm_users={value!r}: expected a number of users >= 0")
+    return int(value)
 
 
 # --- shared artifacts -------------------------------------------------------------------------
@@ -222,7 +258,8 @@ def _after_training(exp: Experiment, run_dir: Path, counts: dict) -> None:
         counts["timed"] += 1
 
 
-def _fail(run_dir: Path, where: str, counts: dict, text: str) -> None:
+def record_failure(run_dir: Path, where: str, counts: dict, text: str) -> None:
+    """A run that crashed: its traceback in ``error.log``, counted; the study goes on."""
     counts["failed"] += 1
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ERROR_LOG).write_text(text)
@@ -245,7 +282,7 @@ def _run_in_process(exp: Experiment, cfg: RunConfig, run_dir: Path, where: str, 
     except (KeyboardInterrupt, ConfigError):
         raise
     except Exception:  # one failed run must not lose the others; the report shows what finished
-        _fail(run_dir, where, counts, traceback.format_exc())
+        record_failure(run_dir, where, counts, traceback.format_exc())
 
 
 def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict) -> None:
@@ -277,9 +314,9 @@ def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict) -> None:
             try:
                 _after_training(exp, run_dir, counts)
             except Exception:
-                _fail(run_dir, where, counts, traceback.format_exc())
+                record_failure(run_dir, where, counts, traceback.format_exc())
         else:
-            _fail(run_dir, where, counts, f"exit {status}; output in {run_dir / RUN_LOG}\n")
+            record_failure(run_dir, where, counts, f"exit {status}; output in {run_dir / RUN_LOG}\n")
 
     # later overrides win, as in Experiment.config
     run_pool(jobs, exp.parallel, lambda j: ["run", *merge_overrides([*exp.overrides, *j[0].overrides,
@@ -314,6 +351,10 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
 
     With ``parallel > 1`` the first run goes alone (it computes the dataset and embeddings every
     other run then shares), the rest run ``parallel`` at a time in their own processes."""
+    if exp.study.kind == "cold_start":
+        from sidrec.experiments.cold_start_study import run_cold_start_study
+
+        return run_cold_start_study(exp)
     from sidrec.experiments.report import write_report
 
     exp.directory.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """The paper's studies (GRID Tables 1-8): each is a list of rows, a row is a set of config overrides
-plus the name of the paper's row it reproduces (None for our extra rows)."""
+plus the name of the paper's row it reproduces (None for our extra rows). And studies of our own
+(``cold_start``), with no paper table."""
 
 from __future__ import annotations
 
@@ -26,13 +27,18 @@ class Row:
 @dataclass
 class Study:
     name: str
-    table: int
+    table: int | None  # the paper's table; None for a study of our own
     title: str
     rows: list[Row]
     note: str = ""
     timing: bool = False  # also measure test decoding time per user
     extra_keys: list[str] = field(default_factory=list)
     default: str = ""  # the row with the default settings (paired differences are to it); "" = the first
+    # "rows": every (row, seed) is a run of its own (sidrec.experiments.runner); "cold_start": one run
+    # per seed, and the rows are ways of ranking with it (sidrec.experiments.cold_start_study)
+    kind: str = "rows"
+    presets: dict[str, str] | None = None  # budget -> config preset; None = the runner's BUDGETS
+    base_overrides: list[str] = field(default_factory=list)  # every run, before the command line's
 
     @property
     def default_row(self) -> str:
@@ -64,8 +70,30 @@ def sid_shape_rows(codes_divisor: int = 1) -> list[Row]:
     return rows
 
 
-def get_study(name: str, encoders: str = "all-MiniLM-L6-v2", codes_divisor: int = 1) -> Study:
-    """``codes_divisor`` shrinks codebooks for tiny budgets (a 40-item test catalog cannot fill 512 codes)."""
+def cold_start_study(reserved_share: float = 0.2) -> Study:
+    """Items added after training (``sidrec add-items``): one run per seed on the catalog without a
+    held-out share of the items, which are then added; the rows rank with that run in five ways."""
+    reserve = f"decode.cold_start_share={reserved_share}"
+    return Study("cold_start", None, "cold start: items added after training, no retraining", [
+        Row("model", "Model as is", [], None),
+        Row("reserved", f"Model, {reserved_share:.0%} of the slots for added items", [reserve], None),
+        Row("lookup", "Text lookup (last item, history excluded)", [], None),
+        Row("hybrid", "Hybrid: the model, text lookup in the reserved slots", [reserve, "decode.cold_start_fill=lookup"],
+            None),
+        Row("popularity", "Most popular", [], None),
+    ], kind="cold_start", default="model",
+        # budget=cpu is the main job's model (item_sid), the one a service adds items to
+        presets={"tiny": "tiny", "cpu": "cpu", "paper": "paper"},
+        # spare de-dup digit values, so that added items colliding with full SID groups still fit
+        base_overrides=["tokenizer.dedup_reserve=8"],
+        note="Rows rank with the same trained model per seed: `model` and `reserved`/`hybrid` load it with "
+             "their `decode.*` overrides; `lookup` and `popularity` do not use it.")
+
+
+def get_study(name: str, encoders: str = "all-MiniLM-L6-v2", codes_divisor: int = 1,
+              reserved_share: float = 0.2) -> Study:
+    """``codes_divisor`` shrinks codebooks for tiny budgets (a 40-item test catalog cannot fill 512 codes);
+    ``reserved_share``: the cold-start study's ``decode.cold_start_share``."""
     if name == "tokenizer":
         return Study(name, 1, "SID tokenizer algorithm", [
             Row("rkmeans", "RK-Means", ["tokenizer.kind=rkmeans"], "RK-Means"),
@@ -107,10 +135,13 @@ def get_study(name: str, encoders: str = "all-MiniLM-L6-v2", codes_divisor: int 
             Row("free_form", "Free-form", ["decode.constrained=false"], "Free-form"),
         ], timing=True, extra_keys=["decode_ms_per_user"],
             note="decode_ms_per_user: wall time of the test-set beam search divided by the number of users.")
-    raise ConfigError(f"unknown study {name!r} (have: {', '.join(STUDIES)})")
+    if name == "cold_start":
+        return cold_start_study(reserved_share)
+    raise ConfigError(f"unknown study {name!r} (have: {', '.join(STUDIES + OWN_STUDIES)})")
 
 
 STUDIES = ("tokenizer", "encoder", "sid_shape", "user_tokens", "architecture", "augmentation", "dedup", "decoding")
+OWN_STUDIES = ("cold_start",)  # no paper table
 
 
 @lru_cache(maxsize=1)
