@@ -24,13 +24,6 @@ from sidrec.run import load_dataset_files
 
 
 @pytest.fixture
-def run_copy(finished_run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(finished_run, dst, symlinks=True)
-    return dst
-
-
-@pytest.fixture
 def fake_encoder(monkeypatch, finished_run):
     """Texts of existing items -> their stored embeddings (new items copy an existing item's text)."""
     cfg = load_config(finished_run / "config.json")
