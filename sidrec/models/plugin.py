@@ -37,10 +37,11 @@ class ModelShape:
     num_items: int = 0  # items the model is trained on (item-level models with per-item embeddings)
 
 
-# loss(model, batch, ranker, label_smoothing) -> (next-item cross-entropy, auxiliary loss). ``batch``
-# holds "histories" (B, H) item indices (-1 = left padding), "targets" (B,), "users" (B,); the ranker
-# holds the catalog as models read it (``ranker.batcher`` SID tokens, ``ranker.features`` SIDs + text).
-Objective = Callable[[nn.Module, dict, object, float], "tuple[torch.Tensor, torch.Tensor]"]
+# loss(model, batch, ranker, model_cfg, label_smoothing) -> (the loss to minimise, {name: value to log
+# as train/<name>}, "loss" the next-item cross-entropy). ``batch`` holds "histories" (B, H) item
+# indices (-1 = left padding), "targets" (B,), "users" (B,); the ranker holds the catalog as models
+# read it (``ranker.batcher`` SID tokens, ``ranker.features`` SIDs + text); ``model_cfg`` is ``model.*``.
+Objective = Callable[[nn.Module, dict, object, ModelConfig, float], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
 
 @dataclass(frozen=True)

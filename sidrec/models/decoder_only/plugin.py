@@ -21,9 +21,9 @@ def build(model_cfg: ModelConfig, shape: ModelShape) -> DecoderOnly:
     return DecoderOnly(replace(cfg, num_layers=2 * model_cfg.num_layers))
 
 
-def loss(model, batch, ranker, label_smoothing):
+def loss(model, batch, ranker, model_cfg, label_smoothing):
     objective = next_item_loss if model.cfg.bos_separator else all_positions_loss  # set by model.objective
-    return objective(model, batch, ranker, label_smoothing)
+    return objective(model, batch, ranker, model_cfg, label_smoothing)
 
 
 PLUGIN = ModelPlugin("decoder_only", build, loss,

@@ -39,11 +39,11 @@ def build(model_cfg: ModelConfig, shape: ModelShape) -> ItemSID:
         d_ff=model_cfg.d_ff, dropout=model_cfg.dropout))
 
 
-def loss(model: ItemSID, batch: dict, ranker, label_smoothing: float):
+def loss(model: ItemSID, batch: dict, ranker, model_cfg: ModelConfig, label_smoothing: float):
     """A softmax over the catalog (or per SID level) at every position of the window."""
     window = torch.cat([batch["histories"], batch["targets"][:, None]], dim=1)
     ce = model.loss(window, ranker.features, label_smoothing)
-    return ce, ce.new_zeros(())
+    return ce, {"loss": ce}
 
 
 PLUGIN = ModelPlugin("item_sid", build, loss, trains_on_windows=lambda model_cfg: True)
