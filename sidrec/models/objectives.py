@@ -1,7 +1,7 @@
 """Training objectives shared by the SID generators (encoder_decoder, decoder_only): a cross-entropy
 over the next item's SID tokens, given the history's tokens (``ranker.batcher`` turns items into
 tokens), plus ``model.moe_aux_weight`` x the mixture-of-experts load-balancing loss. Signature: see
-``plugin.Objective``."""
+``plugin.Objective``; ``model_cfg``: ``sid_generator.SIDGeneratorOptions``."""
 
 from __future__ import annotations
 
