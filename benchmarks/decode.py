@@ -49,7 +49,7 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from sidrec.config import ModelConfig
+from sidrec.config import model_config
 from sidrec.decode import PrefixTrie, recommend
 from sidrec.tokenize.vocab import BOS, PAD, SIDVocab
 
@@ -237,7 +237,7 @@ def main():
     lookup_tokens = lambda t: torch.as_tensor(lookup_codes(vocab.tokens_to_sid(t.cpu().numpy())))  # noqa: E731
     input_ids, attention_mask = (x.to(device) for x in random_histories(users_batched, sid_tokens, rng))
 
-    size = ModelConfig(dropout=0.0)
+    size = model_config(dropout=0.0)
     t5 = T5ForConditionalGeneration(T5Config(
         vocab_size=vocab.size, d_model=size.d_model, d_kv=size.d_kv, num_heads=size.num_heads, d_ff=size.d_ff,
         num_layers=size.num_layers, num_decoder_layers=size.num_layers, dropout_rate=0.0,

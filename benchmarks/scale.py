@@ -100,7 +100,7 @@ def trie_bytes(trie) -> int:
 
 def run_size(args, n: int) -> dict:
     """Every stage at one catalog size, in this process. Returns the figures as a dict."""
-    from sidrec.config import ModelConfig, TokenizerConfig
+    from sidrec.config import TokenizerConfig, model_config
     from sidrec.decode import PrefixTrie, recommend
     from sidrec.models import build_model
     from sidrec.tokenize import build_tokenizer
@@ -137,7 +137,7 @@ def run_size(args, n: int) -> dict:
     out["trie_nodes"], out["trie_mib"] = trie.num_nodes, trie_bytes(trie) / 2**20
 
     # One model for every size: seeded init, vocabulary fixed by the level sizes alone.
-    model_cfg = ModelConfig(dropout=0.0)
+    model_cfg = model_config(dropout=0.0)
     max_items = 20
     torch.manual_seed(args.seed)
     model = build_model(model_cfg, vocab.size, max_items * vocab.num_levels, vocab.num_levels).eval()

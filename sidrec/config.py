@@ -1,7 +1,9 @@
 """One typed config object per run, with Hydra-style ``key=value`` overrides.
 
 Every field a user can set lives here, with its default, so a reader finds what a flag does in
-one hop. ``RunConfig`` is printed at start and saved as ``config.json`` in the run directory.
+one hop; but for a model plug-in's own options, ``model.<option>``, which live in its folder
+(``sidrec/models/<arch>/plugin.py``, see ``ModelConfig``). ``RunConfig`` is printed at start and
+saved as ``config.json`` in the run directory.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from sidrec.errors import ConfigError
 
@@ -65,36 +68,61 @@ class TokenizerConfig:
 
 @dataclass
 class ModelConfig:
-    # encoder_decoder | decoder_only: generate the next item's SID token by token (beam search);
-    # item_sid: one position per history item, scores every catalog item exactly (sidrec/models/item_sid).
+    """``model.*``: the options every model has. A model plug-in declares its own options in its
+    folder (``sidrec/models/<arch>/plugin.py``) as a subclass of this class, with their defaults,
+    comments and ``LIMITS``; ``cfg.model`` is an instance of the class of the run's ``model.arch``,
+    so a plug-in's options are set, printed, saved and loaded as ``model.<option>`` like any key."""
+
+    # The plug-in (sidrec/models/registry.py). encoder_decoder | decoder_only: generate the next
+    # item's SID token by token (beam search); item_sid: one position per history item, scores every
+    # catalog item exactly.
     arch: str = "encoder_decoder"
-    num_layers: int = 4  # per stack for encoder-decoder; decoder-only uses 2x this (same budget)
+    num_layers: int = 4  # per stack for encoder_decoder; decoder_only uses 2x this (same budget)
     num_heads: int = 6
     d_model: int = 128
-    d_kv: int = 64  # per-head dimension (T5 style: 6 heads need not divide d_model)
     d_ff: int = 1024
     dropout: float = 0.1
-    num_experts: int = 0  # 0 = dense MLP; >0 = mixture-of-experts MLP
-    moe_top_k: int = 2
-    moe_aux_weight: float = 0.01  # load-balancing loss weight
-    num_user_tokens: int = 0  # TIGER user tokens (hashed user id), 0 = off
     max_history: int = 20  # last N items of the history fed to the model
-    # Position ids of the history tokens: from_start (oldest real token is 0) | from_end (the most
-    # recent token is 0, so it keeps its embedding whatever the history length; encoder_decoder only).
-    positions: str = "from_start"
-    # next_item: each sample is (history -> next item). all_positions (decoder_only): one causal pass
-    # over a user's SID sequence predicts the next item at every position, no BOS separator; same
-    # targets as sliding windows for far fewer tokens (SASRec-style training).
-    objective: str = "next_item"
-    # item_sid only. head: catalog (one softmax over all items, item vectors composed from their SID
-    # codes and text) | levels (RPG-style: one softmax per SID level, an item scores the sum of its
-    # codes' log-probabilities). item_inputs: what an item vector is built from, a comma-separated
-    # set of codes (SID code embeddings), text (projected text embedding), id (a learnt embedding per
-    # trained item; items added later have none). text_sim: add a learnt weight x cosine(item text,
-    # text of the last history item).
-    head: str = "catalog"
-    item_inputs: str = "codes,text"
-    text_sim: bool = False
+
+    # A plug-in's allowed values of its own numeric options, {name: (check, "expected")} as in
+    # ``LIMITS`` below; checked by ``build_config``.
+    LIMITS: ClassVar[dict[str, tuple]] = {}
+
+    def user_tokens(self) -> int:
+        """User tokens the SID vocabulary holds (hashed user ids; sidrec.tokenize.vocab), 0 = none."""
+        return 0
+
+
+def model_options(arch: str) -> type[ModelConfig]:
+    """The class of ``model.*`` for ``model.arch=arch``: its plug-in's options."""
+    from sidrec.models.registry import get_model  # the plug-ins (and torch), loaded when a model section is made
+
+    return get_model(arch).options
+
+
+def model_config(arch: str = ModelConfig.arch, **options) -> ModelConfig:
+    """``model.*`` for ``arch``, its options' defaults but for ``options``."""
+    return model_options(arch)(arch=arch, **options)
+
+
+def with_arch(model: ModelConfig, arch: str) -> ModelConfig:
+    """``model`` as ``arch``'s options: the values of the options both plug-ins have are kept."""
+    cls = model_options(arch)
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{**{k: v for k, v in dataclasses.asdict(model).items() if k in names}, "arch": arch})
+
+
+def option_archs(name: str) -> list[str]:
+    """The registered plug-ins that have the option ``model.<name>``."""
+    from sidrec.models.registry import MODELS
+
+    return [arch for arch, plugin in MODELS.items() if name in {f.name for f in dataclasses.fields(plugin.options)}]
+
+
+def stored_model_config(values: dict, source: str) -> ModelConfig:
+    """A saved ``model`` mapping (model.pt's ``model_config``) as its arch's options, by the rules of
+    a config file's ``model`` section (``_merge``)."""
+    return _merge(RunConfig(), {"model": values}, source).model
 
 
 @dataclass
@@ -162,7 +190,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=model_config)  # the class of model.arch's plug-in
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -392,51 +420,52 @@ SASREC_PRESETS: dict[str, dict[str, str]] = {
 }
 
 
-def _at_least(low):
+def at_least(low):
     return lambda v: v >= low, f">= {low}"
 
 
-_POSITIVE = (lambda v: v > 0, "> 0")
-_SHARE = (lambda v: 0 <= v < 1, "in [0, 1)")
+POSITIVE = (lambda v: v > 0, "> 0")
+SHARE = (lambda v: 0 <= v < 1, "in [0, 1)")
 
 # The allowed values of every numeric setting, checked by ``build_config`` (so before any work
 # starts: a bad value fails at once, not in the stage that reads it minutes later). Settings that
 # name a choice (tokenizer.kind, model.arch, ...) are checked by ``sidrec.pipeline.check_config``.
 LIMITS: dict[str, tuple] = {
     "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
-    **{f"data.{k}": _at_least(1) for k in ("min_interactions", "max_text_chars")},
-    **{f"encoder.{k}": _at_least(1) for k in ("batch_size", "max_length")},
-    "tokenizer.num_levels": _at_least(1),
-    "tokenizer.num_codes_per_level": _at_least(2),
-    "tokenizer.dedup_reserve": _at_least(0),
-    **{f"tokenizer.{k}": _at_least(1) for k in ("steps_per_level", "batch_size", "rqvae_steps", "rqvae_latent_dim")},
-    "tokenizer.lr": _POSITIVE,
-    "tokenizer.rqvae_beta": _at_least(0),
-    **{f"model.{k}": _at_least(1) for k in ("num_layers", "num_heads", "d_model", "d_kv", "d_ff", "moe_top_k",
-                                             "max_history")},
-    **{f"model.{k}": _at_least(0) for k in ("num_experts", "moe_aux_weight", "num_user_tokens")},
-    "model.dropout": _SHARE,
-    "train.lr": _POSITIVE,
-    **{f"train.{k}": _at_least(1) for k in ("batch_size", "max_steps", "val_every", "devices")},
-    **{f"train.{k}": _at_least(0) for k in ("weight_decay", "max_epochs", "max_minutes", "val_every_epochs",
+    **{f"data.{k}": at_least(1) for k in ("min_interactions", "max_text_chars")},
+    **{f"encoder.{k}": at_least(1) for k in ("batch_size", "max_length")},
+    "tokenizer.num_levels": at_least(1),
+    "tokenizer.num_codes_per_level": at_least(2),
+    "tokenizer.dedup_reserve": at_least(0),
+    **{f"tokenizer.{k}": at_least(1) for k in ("steps_per_level", "batch_size", "rqvae_steps", "rqvae_latent_dim")},
+    "tokenizer.lr": POSITIVE,
+    "tokenizer.rqvae_beta": at_least(0),
+    **{f"model.{k}": at_least(1) for k in ("num_layers", "num_heads", "d_model", "d_ff", "max_history")},
+    "model.dropout": SHARE,
+    "train.lr": POSITIVE,
+    **{f"train.{k}": at_least(1) for k in ("batch_size", "max_steps", "val_every", "devices")},
+    **{f"train.{k}": at_least(0) for k in ("weight_decay", "max_epochs", "max_minutes", "val_every_epochs",
                                              "patience", "val_max_users", "warmup_steps", "grad_clip",
                                              "num_workers")},
-    "train.label_smoothing": _SHARE,
-    **{f"decode.{k}": _at_least(1) for k in ("num_beams", "batch_size")},
+    "train.label_smoothing": SHARE,
+    **{f"decode.{k}": at_least(1) for k in ("num_beams", "batch_size")},
     "decode.cold_start_share": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    **{f"sasrec.{k}": _at_least(1) for k in ("max_len", "d_model", "num_layers", "num_heads", "d_ff", "batch_size",
+    **{f"sasrec.{k}": at_least(1) for k in ("max_len", "d_model", "num_layers", "num_heads", "d_ff", "batch_size",
                                               "max_epochs", "eval_batch_size")},
-    **{f"sasrec.{k}": _at_least(0) for k in ("weight_decay", "patience", "max_minutes")},
-    "sasrec.dropout": _SHARE,
-    "sasrec.lr": _POSITIVE,
-    **{f"lookup.{k}": _at_least(1) for k in ("last_n", "batch_size")},
+    **{f"sasrec.{k}": at_least(0) for k in ("weight_decay", "patience", "max_minutes")},
+    "sasrec.dropout": SHARE,
+    "sasrec.lr": POSITIVE,
+    **{f"lookup.{k}": at_least(1) for k in ("last_n", "batch_size")},
     "lookup.decay": (lambda v: 0 < v <= 1, "in (0, 1]"),
 }
 
 
 def check_limits(cfg) -> None:
-    """Every numeric setting of ``cfg`` within its ``LIMITS`` (sections ``cfg`` lacks are skipped)."""
-    for key, (ok, expected) in LIMITS.items():
+    """Every numeric setting of ``cfg`` within its ``LIMITS``, and the model plug-in's options within
+    theirs (sections ``cfg`` lacks are skipped)."""
+    model = getattr(cfg, "model", None)
+    plugin_limits = {f"model.{name}": limit for name, limit in getattr(model, "LIMITS", {}).items()}
+    for key, (ok, expected) in {**LIMITS, **plugin_limits}.items():
         section, _, name = key.rpartition(".")
         obj = getattr(cfg, section, None) if section else cfg
         if obj is None or not hasattr(obj, name):
@@ -461,22 +490,32 @@ def _coerce(value: str, typ, key: str):
         raise ConfigError(f"override {key}={value!r}: expected {typ.__name__}") from None
 
 
-def set_value(cfg, key: str, value: str) -> None:
-    """Sets one dotted key of a config dataclass from its string form, with type checks."""
+def set_value(cfg, key: str, value: str, skip_other_models: bool = False) -> None:
+    """Sets one dotted key of a config dataclass from its string form, with type checks. Setting
+    ``model.arch`` makes the model section that plug-in's options (``with_arch``). A model option of
+    another plug-in than ``model.arch``'s is refused, or skipped with ``skip_other_models`` (a preset's
+    keys: ``preset=tiny`` sets encoder-decoder options an ``item_sid`` run does without)."""
     parts = key.split(".")
-    obj = cfg
+    parent, obj = None, cfg
     for i, part in enumerate(parts):
         if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
+            if isinstance(obj, ModelConfig) and i == len(parts) - 1 and (archs := option_archs(part)):
+                if skip_other_models:
+                    return
+                raise ConfigError(f"{key} is an option of model.arch={' | '.join(archs)}, not of model.arch={obj.arch}")
             valid = ", ".join(f.name for f in dataclasses.fields(obj)) if dataclasses.is_dataclass(obj) else ""
-            where = ".".join(parts[:i]) or "config"
+            where = f"model.arch={obj.arch}" if isinstance(obj, ModelConfig) else ".".join(parts[:i]) or "config"
             raise ConfigError(f"unknown config key {key!r} ({where} has: {valid})")
         if i == len(parts) - 1:
             typ = typing.get_type_hints(type(obj))[part]
             if dataclasses.is_dataclass(typ):
                 raise ConfigError(f"config key {key!r} is a section; set one of its fields, e.g. {key}.<field>=...")
-            setattr(obj, part, _coerce(value, typ, key))
+            if isinstance(obj, ModelConfig) and part == "arch":
+                setattr(parent, parts[i - 1], with_arch(obj, value))
+            else:
+                setattr(obj, part, _coerce(value, typ, key))
         else:
-            obj = getattr(obj, part)
+            parent, obj = obj, getattr(obj, part)
 
 
 def parse_overrides(args: list[str]) -> list[tuple[str, str]]:
@@ -509,21 +548,6 @@ def merge_overrides(overrides: list[str]) -> list[str]:
     return [f"{key}={value}" for key, value in dict(parse_overrides(overrides)).items()]
 
 
-def apply_overrides(cfg, overrides: list[str] | None, presets: dict[str, dict[str, str]], preset: str = ""):
-    """The preset's overrides (``preset=`` on the command line wins over ``preset``), then the
-    command line's, in that order."""
-    pairs = parse_overrides(overrides or [])
-    preset = next((v for k, v in pairs if k == "preset"), preset)
-    if preset:
-        if preset not in presets:
-            raise ConfigError(f"unknown preset {preset!r} (have: {', '.join(presets) or 'none'})")
-        for key, value in presets[preset].items():
-            set_value(cfg, key, value)
-    for key, value in pairs:
-        set_value(cfg, key, value)
-    return cfg
-
-
 def parse_seeds(value: str) -> list[int]:
     """``seeds=3`` means seeds 0, 1, 2; ``seeds=1,5,9`` lists them."""
     try:
@@ -544,6 +568,16 @@ def user_path(value: str) -> str:
     return os.path.expanduser(value) if value.startswith("~") else value
 
 
+def _last_arch(command_line: list[tuple[str, str]], data: dict, from_preset: dict, source: str) -> str | None:
+    """The ``model.arch`` a run's config ends with: the command line's, else the config file's, else
+    the preset's; None when none of them names it."""
+    arch = next((v for k, v in reversed(command_line) if k == "model.arch"), None)
+    section = data.get("model")
+    if arch is None and isinstance(section, dict) and "arch" in section:
+        arch = _check_type(section["arch"], str, f"{source}: model.arch")
+    return arch if arch is not None else from_preset.get("model.arch")
+
+
 def build_config(overrides: list[str] | None = None, base=None, presets: dict | None = None,
                  factory=RunConfig):
     """Defaults (or ``base``, a resolved config such as a run's config.json), then the preset's
@@ -559,10 +593,25 @@ def build_config(overrides: list[str] | None = None, base=None, presets: dict | 
     preset = next((v for k, v in reversed(pairs) if k == "preset"), data.get("preset", ""))
     if not isinstance(preset, str):
         raise ConfigError(f"{source}: preset: expected a string, got {type(preset).__name__} {preset!r}")
+    if preset and preset not in presets:
+        raise ConfigError(f"unknown preset {preset!r} (have: {', '.join(presets) or 'none'})")
+    from_preset = dict(presets[preset]) if preset else {}
+    command_line = [(k, v) for k, v in pairs if k not in ("config", "preset")]
     cfg = base if base is not None else factory()
-    apply_overrides(cfg, [f"preset={preset}"] if preset else [], presets)
+    if isinstance(getattr(cfg, "model", None), ModelConfig):
+        # model.arch first, the one the run ends with (the command line's, else the file's, else the
+        # preset's): every source's model.* keys are then checked against that plug-in's options.
+        arch = _last_arch(command_line, data, from_preset, source) or cfg.model.arch
+        cfg.model = with_arch(cfg.model, arch)
+        from_preset.pop("model.arch", None)
+        if isinstance(data.get("model"), dict):
+            data = {**data, "model": {k: v for k, v in data["model"].items() if k != "arch"}}
+        command_line = [(k, v) for k, v in command_line if k != "model.arch"]
+    for key, value in from_preset.items():
+        set_value(cfg, key, value, skip_other_models=True)
     _merge(cfg, data, source)
-    cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in pairs if k not in ("config", "preset")], presets)
+    for key, value in command_line:
+        set_value(cfg, key, value)
     cfg.preset = preset or cfg.preset
     for key in PATH_KEYS:
         section, _, name = key.rpartition(".")
@@ -619,12 +668,21 @@ def _merge(obj, data, source: str, prefix: str = ""):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'the top level'}: expected a mapping of config keys, "
                           f"got {type(data).__name__}")
     hints = typing.get_type_hints(type(obj))
+    names = [f.name for f in dataclasses.fields(obj)]
     for name, value in data.items():
-        if name not in hints:
-            raise ConfigError(f"{source}: unknown config key {prefix + str(name)!r} (have: {', '.join(hints)})")
+        if name not in names:
+            if isinstance(obj, ModelConfig) and option_archs(str(name)):
+                # Another plug-in's option: a config.json written before the plug-ins declared their own
+                # options holds every model option, each arch reading its own.
+                continue
+            raise ConfigError(f"{source}: unknown config key {prefix + str(name)!r} (have: {', '.join(names)})")
         typ = hints[name]
         if dataclasses.is_dataclass(typ):
-            _merge(getattr(obj, name), value, source, f"{prefix}{name}.")
+            section = getattr(obj, name)
+            if isinstance(section, ModelConfig) and isinstance(value, dict) and "arch" in value:
+                section = with_arch(section, _check_type(value["arch"], str, f"{source}: {prefix}{name}.arch"))
+                setattr(obj, name, section)
+            _merge(section, value, source, f"{prefix}{name}.")
         else:
             setattr(obj, name, _check_type(value, typ, f"{source}: {prefix}{name}"))
     return obj
@@ -686,13 +744,37 @@ def field_comments(cls) -> dict[str, str]:
 
 
 def describe_keys(cls, prefix: str = "") -> list[str]:
-    """``  key=default  comment`` for every field of a config dataclass, sections flattened."""
+    """``  key=default  comment`` for every field of a config dataclass, sections flattened; the model
+    section's own keys are followed by every registered plug-in's options."""
     hints, comments, lines = typing.get_type_hints(cls), field_comments(cls), []
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
             lines += describe_keys(hints[f.name], f"{prefix}{f.name}.")
+            if hints[f.name] is ModelConfig:
+                lines += _describe_model_options(f"{prefix}{f.name}.")
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = f"{prefix}{f.name}={default if default != '' else repr('')}"
-        lines.append(f"  {shown:<34} {comments.get(f.name, '')}".rstrip())
+        lines.append(_key_line(prefix, f, comments.get(f.name, "")))
+    return lines
+
+
+def _key_line(prefix: str, f: dataclasses.Field, comment: str) -> str:
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    shown = f"{prefix}{f.name}={default if default != '' else repr('')}"
+    return f"  {shown:<34} {comment}".rstrip()
+
+
+def _describe_model_options(prefix: str) -> list[str]:
+    """Each registered plug-in's own options once, with the archs that have it and the comment of
+    the class that declares it."""
+    from sidrec.models.registry import MODELS
+
+    shown, lines = {f.name for f in dataclasses.fields(ModelConfig)}, []
+    for plugin in MODELS.values():
+        for f in dataclasses.fields(plugin.options):
+            if f.name in shown:
+                continue
+            shown.add(f.name)
+            owner = next(c for c in plugin.options.__mro__ if f.name in vars(c).get("__annotations__", {}))
+            comment = field_comments(owner).get(f.name, "")
+            lines.append(_key_line(prefix, f, f"({', '.join(option_archs(f.name))}) {comment}"))
     return lines

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sidrec.config import ModelConfig
+from sidrec.config import ModelConfig, option_archs, stored_model_config
 from sidrec.errors import ArtifactError, SidrecError
 from sidrec.io import save_torch
 from sidrec.models import build_model
@@ -53,7 +53,8 @@ def build_from_meta(meta: dict) -> torch.nn.Module:
     if meta.get("model") == "sasrec":
         return SASRec(**meta["model_config"])
     vocab = SIDVocab.from_dict(meta["vocab"])
-    return build_model(ModelConfig(**meta["model_config"]), vocab.size, meta["max_source_len"], meta["target_len"],
+    model_cfg = stored_model_config(meta["model_config"], "model_config")
+    return build_model(model_cfg, vocab.size, meta["max_source_len"], meta["target_len"],
                        level_sizes=vocab.level_sizes, text_dim=meta.get("text_dim", 0), num_items=meta.get("num_items", 0))
 
 
@@ -84,8 +85,11 @@ def load_model_file(path: str | Path, map_location="cpu") -> tuple[torch.nn.Modu
         meta, state = blob["sidrec"], blob["state_dict"]
     except Exception as exc:
         raise ArtifactError(f"{path}: corrupted or not a sidrec model file ({type(exc).__name__}: {exc})".splitlines()[0]) from None
-    network = SASRec if meta.get("model") == "sasrec" else ModelConfig
-    unknown = sorted(set(meta.get("model_config", {})) - set(inspect.signature(network).parameters))
+    if meta.get("model") == "sasrec":
+        known = set(inspect.signature(SASRec).parameters)
+    else:  # any plug-in's option: model files written before plug-ins declared their own hold every one
+        known = {name for name in meta.get("model_config", {}) if option_archs(name)}
+    unknown = sorted(set(meta.get("model_config", {})) - known)
     if unknown:
         raise ArtifactError(f"{path}: unknown model config key(s) {unknown} (a model file of another sidrec "
                             "version?)")

@@ -217,7 +217,7 @@ def run(cfg: RunConfig, stages: str = "all") -> dict:
     if stages == "tokenize":
         return {"run_dir": str(run_dir)}
 
-    vocab = SIDVocab.for_table(sid_table, cfg.model.num_user_tokens)
+    vocab = SIDVocab.for_table(sid_table, cfg.model.user_tokens())
     ranker = build_ranker(cfg.decode, sid_table, vocab, item_text=embeddings)
     model_path = run_dir / MODEL
     if model_path.exists():  # trained before (e.g. killed while testing): test it, do not train again

@@ -73,7 +73,7 @@ class Recommender:
             raise ArtifactError(f"the item table has {dataset.num_items} items but the SID table {sid_table.num_items}")
         if embeddings is not None and len(embeddings) != dataset.num_items:
             raise ArtifactError(f"{len(embeddings)} embeddings for {dataset.num_items} items")
-        vocab = SIDVocab.for_table(sid_table, self.cfg.model.num_user_tokens)
+        vocab = SIDVocab.for_table(sid_table, self.cfg.model.user_tokens())
         # Empty histories (documented fallback): the most popular items of the training interactions.
         counts = np.bincount(training_items(dataset), minlength=dataset.num_items)
         popular = np.argsort(-counts, kind="stable")

@@ -111,7 +111,7 @@ class RunDir:
 
     @property
     def vocab(self) -> SIDVocab:
-        return SIDVocab.for_table(self.sid_table, self.config.model.num_user_tokens)
+        return SIDVocab.for_table(self.sid_table, self.config.model.user_tokens())
 
     def model(self):
         """(model in eval mode on the CPU, its meta), checked against this run's SID table and config."""

@@ -110,6 +110,44 @@ def run_copy(finished_run, tmp_path):
     return dst
 
 
+# --- a throwaway model plug-in (test_config, test_models) -----------------------------------------
+from dataclasses import dataclass  # noqa: E402
+from typing import ClassVar  # noqa: E402
+
+from sidrec.config import ModelConfig, at_least  # noqa: E402
+
+
+@dataclass
+class ToyOptions(ModelConfig):
+    """model.* of the toy plug-in: ModelConfig's options and one of its own, declared here only."""
+
+    arch: str = "toy"
+    toy_width: int = 3  # the toy's own option: the width of its one layer
+
+    LIMITS: ClassVar[dict[str, tuple]] = {"toy_width": at_least(1)}
+
+
+@pytest.fixture
+def toy_plugin(monkeypatch):
+    """``model.arch=toy`` registered for the test: its folder's work (options, build, loss) and the
+    registry line, nothing else."""
+    import torch
+
+    from sidrec.models.plugin import ModelPlugin
+    from sidrec.models.registry import MODELS
+
+    def build(model_cfg, shape):
+        return torch.nn.Linear(model_cfg.toy_width, shape.vocab_size)
+
+    def loss(model, batch, ranker, model_cfg, label_smoothing):
+        value = model.weight.square().sum()
+        return value, {"loss": value}
+
+    plugin = ModelPlugin("toy", ToyOptions, build, loss)
+    monkeypatch.setitem(MODELS, "toy", plugin)
+    return plugin
+
+
 # --- dataset files (test_loaders, test_readers, test_amazon_raw, test_tables) ---------------------
 def sequences(ds) -> dict[str, list[str]]:
     """user id -> external item ids, in order."""

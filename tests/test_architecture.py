@@ -60,9 +60,9 @@ def test_data_knows_nothing_of_models_sids_or_training():
     assert all("torch" not in third_party(m) for m in data)
 
 
-# A model's glue (its plugin.py, the registry, the shared objectives) connects it to the config and
-# the token layout; everything else under sidrec/models is network code.
-MODEL_GLUE = ("plugin", "registry", "objectives", "__init__")
+# A model's glue (its plugin.py, the registry, the SID generators' shared options and objectives)
+# connects it to the config and the token layout; everything else under sidrec/models is network code.
+MODEL_GLUE = ("plugin", "registry", "sid_generator", "objectives", "__init__")
 NETWORK_FILES = [m for m in MODULES if under(m, "sidrec.models") and MODULES[m].stem not in MODEL_GLUE]
 
 
@@ -83,11 +83,64 @@ def test_model_glue_reaches_no_training_pipeline_or_serving():
 
 
 def test_every_registered_model_is_a_plugin_folder():
+    from sidrec.config import ModelConfig
     from sidrec.models import MODELS
 
-    for name in MODELS:
+    for name, plugin in MODELS.items():
         folder = PACKAGE / "models" / name
         assert (folder / "network.py").is_file() and (folder / "plugin.py").is_file(), name
+        # its options: a ModelConfig declared in its folder, whose model.arch is the plug-in's name
+        assert issubclass(plugin.options, ModelConfig) and plugin.options().arch == name, name
+        assert plugin.options.__module__ == f"sidrec.models.{name}.plugin", name
+
+
+# Module-level names of sidrec/config.py that hold presets: they may set any plug-in's options.
+PRESET_NAMES = {"CPU_MODEL", "ITEM_SID_CPU", "PRESETS"}
+
+
+def plugin_option_names() -> set[str]:
+    """Every registered model plug-in's own options (the model.* keys beyond ModelConfig's)."""
+    import dataclasses
+
+    from sidrec.config import ModelConfig
+    from sidrec.models import MODELS
+
+    shared = {f.name for f in dataclasses.fields(ModelConfig)}
+    return {f.name for p in MODELS.values() for f in dataclasses.fields(p.options)} - shared
+
+
+def config_mentions(tree: ast.AST, names: set[str]) -> list[str]:
+    """Where a module names one of ``names`` (as a field, attribute, name or string, ``model.<name>``
+    included), module-level preset assignments aside."""
+    targets = {id(top): top.targets if isinstance(top, ast.Assign) else [top.target]
+               for top in tree.body if isinstance(top, (ast.Assign, ast.AnnAssign))}
+    skipped = {id(node) for top in tree.body if id(top) in targets
+               and any(isinstance(t, ast.Name) and t.id in PRESET_NAMES for t in targets[id(top)])
+               for node in ast.walk(top)}
+    hits = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        word = (node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name)
+                else node.arg if isinstance(node, ast.arg)
+                else node.value.removeprefix("model.") if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                else None)
+        if word in names:
+            hits.append(f"line {node.lineno}: {word}")
+    return hits
+
+
+def test_the_config_names_no_model_plugins_option():
+    """A plug-in's options live in its folder: sidrec/config.py (its presets aside) names none of
+    them, so a model with new options needs no edit there."""
+    names = plugin_option_names()
+    assert {"head", "item_inputs", "text_sim", "d_kv", "num_experts", "positions", "objective"} <= names
+    hits = config_mentions(ast.parse(MODULES["sidrec.config"].read_text(encoding="utf-8")), names)
+    assert not hits, f"sidrec/config.py names plug-in options: {hits}"
+    # the check can fail: a ModelConfig field or a LIMITS entry naming one is caught
+    bad = ast.parse('class ModelConfig:\n    head: str = "catalog"\nLIMITS = {"model.d_kv": 1}\n'
+                    'PRESETS: dict = {"tiny": {"model.text_sim": "true"}}\n')
+    assert config_mentions(bad, names) == ["line 2: head", "line 3: d_kv"]
 
 
 def test_decoding_depends_on_the_sid_table_not_on_models_or_training():

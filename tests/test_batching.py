@@ -39,7 +39,7 @@ def test_user_token_is_prepended_and_in_range():
 
 def test_columns_padded_in_every_row_are_dropped_without_changing_model_outputs():
     from sidrec.models import build_model
-    from sidrec.config import ModelConfig
+    from sidrec.config import model_config
 
     batcher, vocab = make_batcher(num_user_tokens=5)
     histories = torch.tensor([[-1, -1, 0, 1], [-1, -1, -1, 2]])
@@ -51,7 +51,7 @@ def test_columns_padded_in_every_row_are_dropped_without_changing_model_outputs(
     items = torch.where(histories < 0, batcher.num_items, histories)
     full_ids = torch.cat([torch.as_tensor(vocab.user_token(users.numpy()))[:, None], batcher.sid_tokens[items].flatten(1)], 1)
     for arch in ("encoder_decoder", "decoder_only"):
-        cfg = ModelConfig(arch=arch, num_layers=1, num_heads=2, d_model=16, d_kv=8, d_ff=32, max_history=4,
+        cfg = model_config(arch, num_layers=1, num_heads=2, d_model=16, d_kv=8, d_ff=32, max_history=4,
                           num_user_tokens=5, dropout=0.0)
         torch.manual_seed(0)
         model = build_model(cfg, vocab.size, full_ids.shape[1], vocab.num_levels).eval()

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -156,3 +157,103 @@ def test_a_command_line_names_each_key_once_and_composed_overrides_keep_the_last
     refuse_repeated_keys(["tokenizer", "train.lr=1e-3", "tokenizer"])  # a study name is no key
     assert merge_overrides(["preset=tiny", "run_dir=a", "seed=1", "run_dir=a/seed-0"]) == \
         ["preset=tiny", "run_dir=a/seed-0", "seed=1"]
+
+
+# --- the model plug-ins' options: model.<option> of model.arch's plug-in ---------------------------
+def test_a_plugins_options_are_model_keys_whatever_their_order(tmp_path):
+    from sidrec.models.item_sid.plugin import ItemSIDOptions
+
+    for args in (["model.arch=item_sid", "model.head=levels"], ["model.head=levels", "model.arch=item_sid"]):
+        cfg = build_config(args)
+        assert type(cfg.model) is ItemSIDOptions and cfg.model.head == "levels"
+    # a config file's options are those of the arch the run ends with (here the command line's)
+    (tmp_path / "c.json").write_text(json.dumps({"model": {"head": "levels"}}))
+    cfg = build_config([f"config={tmp_path / 'c.json'}", "model.arch=item_sid"])
+    assert cfg.model.head == "levels"
+    # every resolved option is written, and reads back
+    saved = cfg.to_dict()["model"]
+    assert list(saved) == [f.name for f in dataclasses.fields(ItemSIDOptions)] and saved["text_sim"] is False
+    (tmp_path / "config.json").write_text(cfg.to_json())
+    assert load_config(tmp_path / "config.json") == cfg
+
+
+def test_a_preset_keeps_what_the_final_arch_has_and_skips_the_rest():
+    from sidrec.models.encoder_decoder.plugin import EncoderDecoderOptions
+
+    cfg = build_config(["preset=cpu", "model.arch=encoder_decoder"])  # item_sid's preset, other arch
+    assert type(cfg.model) is EncoderDecoderOptions and (cfg.model.d_model, cfg.model.max_history) == (64, 50)
+    assert "head" not in cfg.to_dict()["model"]
+    cfg = build_config(["preset=tiny", "model.arch=item_sid"])  # tiny sets the SID generators' model.d_kv
+    assert cfg.model.arch == "item_sid" and cfg.model.d_model == 32 and not hasattr(cfg.model, "d_kv")
+    # encoder_decoder <-> decoder_only keep the options they share
+    assert build_config(["preset=cpu-encdec", "model.arch=decoder_only"]).model.positions == "from_end"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["model.head=levels"], "model.head is an option of model.arch=item_sid, not of model.arch=encoder_decoder"),
+    (["preset=cpu", "model.d_kv=16"], "model.d_kv is an option of model.arch=encoder_decoder | decoder_only, "
+                                      "not of model.arch=item_sid"),
+    (["model.arch=item_sid", "model.num_user_tokens=4"], "model.num_user_tokens is an option of"),
+    (["model.nope=1"], "unknown config key 'model.nope' (model.arch=encoder_decoder has: arch, "),
+    (["model.arch=rnn"], "model.arch='rnn': expected one of encoder_decoder, decoder_only, item_sid"),
+    (["model.moe_top_k=0"], "model.moe_top_k=0: expected an integer >= 1"),  # a plug-in's LIMITS
+])
+def test_an_option_the_arch_lacks_is_one_error_line_naming_key_and_arch(args, fragment, capsys, tmp_path):
+    from sidrec.cli import main
+
+    with pytest.raises(ConfigError) as info:
+        build_config(args)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    assert main(["run", *args, f"run_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and fragment in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_old_config_json_holding_every_plugins_options_loads(tmp_path):
+    """Until the plug-ins declared their own options, config.json held all of them, each arch
+    reading its own (an arch switched after a preset kept the preset's values of the others): they
+    are skipped. A key no plug-in has is still refused."""
+    old_flat = {"arch": "encoder_decoder", "num_layers": 2, "num_heads": 4, "d_model": 128, "d_kv": 32,
+                "d_ff": 512, "dropout": 0.1, "num_experts": 0, "moe_top_k": 2, "moe_aux_weight": 0.01,
+                "num_user_tokens": 0, "max_history": 20, "positions": "from_end", "objective": "next_item",
+                "head": "catalog", "item_inputs": "codes,text,id", "text_sim": True}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model": old_flat}))
+    cfg = load_config(path)
+    assert cfg.to_dict()["model"] == {k: v for k, v in old_flat.items() if k not in ("head", "item_inputs", "text_sim")}
+    path.write_text(json.dumps({"model": {**old_flat, "arch": "item_sid", "head": "levels"}}))
+    cfg = load_config(path)
+    assert (cfg.model.arch, cfg.model.head, cfg.model.text_sim, cfg.model.num_layers) == ("item_sid", "levels", True, 2)
+    assert build_config([f"config={path}"]).model == cfg.model  # the same as a config= file
+    path.write_text(json.dumps({"model": {**old_flat, "future_knob": 1}}))
+    with pytest.raises(ConfigError, match="unknown config key 'model.future_knob'"):
+        load_config(path)
+
+
+def test_a_new_plugin_brings_its_options_without_an_edit_of_the_config(toy_plugin, tmp_path):
+    """A throwaway plug-in (tests/conftest.py) registered as model.arch=toy: its own option is a
+    model.* key on the command line and in files, range-checked, saved, and listed by --help."""
+    from sidrec.cli import command_help
+
+    cfg = build_config(["model.arch=toy", "model.toy_width=7", "model.d_model=16"])
+    assert (type(cfg.model).__name__, cfg.model.toy_width, cfg.model.d_model) == ("ToyOptions", 7, 16)
+    assert cfg.to_dict()["model"]["toy_width"] == 7
+    (tmp_path / "config.json").write_text(cfg.to_json())
+    assert load_config(tmp_path / "config.json") == cfg
+    with pytest.raises(ConfigError, match=r"model.toy_width=0: expected an integer >= 1"):
+        build_config(["model.arch=toy", "model.toy_width=0"])
+    with pytest.raises(ConfigError, match="model.toy_width is an option of model.arch=toy, not of model.arch=item_sid"):
+        build_config(["preset=cpu", "model.toy_width=2"])
+    assert "model.d_kv" not in cfg.to_json() and build_config(["preset=tiny", "model.arch=toy"]).model.d_model == 32
+    assert "  model.toy_width=3" in command_help("run")
+    assert "(toy) the toy's own option: the width of its one layer" in command_help("run")
+
+
+def test_help_lists_every_plugins_options_with_their_archs():
+    from sidrec.cli import command_help
+
+    lines = {line.split()[0].split("=")[0]: line for line in command_help("run").splitlines() if line.startswith("  model.")}
+    assert {"model.arch", "model.d_model", "model.head", "model.d_kv", "model.positions"} <= set(lines)
+    assert "model.head=catalog" in lines["model.head"] and "(item_sid) catalog: one softmax" in lines["model.head"]
+    assert "(encoder_decoder, decoder_only) per-head dimension" in lines["model.d_kv"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sidrec.config import ModelConfig
+from sidrec.config import model_config
 from sidrec.decode import PrefixTrie, beam_search, recommend
 from sidrec.decode.trie import unique_rows
 from sidrec.models import build_model
@@ -276,7 +276,7 @@ def test_recommend_maps_dedups_excludes_and_pads():
 @pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only"])
 def test_beam_search_on_the_real_models_matches_teacher_forcing(arch):
     sids = random_catalog(30, seed=7)
-    config = ModelConfig(arch=arch, num_layers=1, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=0.0)
+    config = model_config(arch, num_layers=1, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=0.0)
     torch.manual_seed(0)
     model = build_model(config, VOCAB.size, max_source_len=6, target_len=3).eval()
     input_ids, attention_mask = random_users(3, seed=7)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY, write_tiny_p5
-from sidrec.config import ModelConfig
+from sidrec.config import model_config
 from sidrec.decode.ranker import ItemFeatures
 from sidrec.errors import ConfigError
 from sidrec.models import build_model
@@ -91,10 +91,10 @@ def test_items_added_later_are_scored_from_their_sids_and_text(ids):
 
 def test_bad_settings_are_one_config_error():
     for kw, fragment in [(dict(head="beam"), "model.head='beam'"), (dict(item_inputs="codes,ids"), "model.item_inputs"),
-                         (dict(num_user_tokens=4), "num_user_tokens"), (dict(d_model=30, num_heads=4), "divisible"),
+                         (dict(d_model=30, num_heads=4), "divisible"),
                          (dict(head="levels", item_inputs="text"), "model.head=levels")]:
         with pytest.raises(ConfigError, match=fragment):
-            build_model(ModelConfig(arch="item_sid", **kw), 10, 6, 3, level_sizes=LEVELS, text_dim=8)
+            build_model(model_config("item_sid", **kw), 10, 6, 3, level_sizes=LEVELS, text_dim=8)
 
 
 # --- a finished run -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sidrec.config import ModelConfig
+from sidrec.config import model_config
 from sidrec.errors import ConfigError
 from sidrec.models import DecoderOnly, EncoderDecoder, build_model
 from sidrec.tokenize.vocab import BOS, PAD
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny_model(arch: str, num_experts: int = 0, dropout: float = 0.0, seed: int = 0, **options):
     torch.manual_seed(seed)
-    cfg = ModelConfig(
-        arch=arch, num_layers=2, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=dropout, num_experts=num_experts,
+    cfg = model_config(
+        arch, num_layers=2, num_heads=2, d_model=32, d_kv=16, d_ff=64, dropout=dropout, num_experts=num_experts,
         **options,
     )
     return build_model(cfg, vocab_size=VOCAB, max_source_len=SOURCE_LEN, target_len=TARGET_LEN)
@@ -71,7 +71,7 @@ def test_build_model_maps_config():
     assert tiny_model("encoder_decoder", positions="from_end").cfg.positions_from_end
     assert not tiny_model("decoder_only", objective="all_positions").cfg.bos_separator
     with pytest.raises(ConfigError, match="model.arch"):
-        build_model(ModelConfig(arch="rnn"), VOCAB, SOURCE_LEN, TARGET_LEN)
+        build_model(model_config("rnn"), VOCAB, SOURCE_LEN, TARGET_LEN)
     with pytest.raises(ConfigError, match="all_positions needs model.arch=decoder_only"):
         tiny_model("encoder_decoder", objective="all_positions")
     with pytest.raises(ConfigError, match="from_end is for encoder_decoder"):
@@ -194,7 +194,7 @@ def test_parameter_budget_differs_by_cross_attention_only():
     # Positions: encoder-decoder has S + T (two tables), decoder-only S + T in one.
     assert num_params(enc_dec) - cross - extra_norm == num_params(dec_only)
 
-    full = {arch: num_params(build_model(ModelConfig(arch=arch), 1026, 80, 4)) for arch in ARCHS}
+    full = {arch: num_params(build_model(model_config(arch), 1026, 80, 4)) for arch in ARCHS}
     assert 0.8 < full["decoder_only"] / full["encoder_decoder"] < 0.85  # cross-attention is ~17%
 
 
@@ -284,5 +284,25 @@ def test_check_model_accepts_every_preset_and_arch_and_refuses_what_cannot_be_bu
                               (dict(objective="sideways"), "model.objective='sideways'"),
                               (dict(arch="item_sid", num_heads=5), "divisible")]:
         with pytest.raises(ConfigError) as info:
-            check_model(ModelConfig(**options))
+            check_model(model_config(**options))
         assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_new_plugin_is_built_checked_and_reloaded_through_the_registry(toy_plugin):
+    """A throwaway plug-in (tests/conftest.py) with an option of its own: the registry builds it from
+    ``model.*``, checks it before any work, and rebuilds it from the model config model.pt stores."""
+    import dataclasses
+
+    from sidrec.config import build_config, stored_model_config
+    from sidrec.models.registry import check_model
+
+    cfg = build_config(["model.arch=toy", "model.toy_width=5"])
+    model = build_model(cfg.model, VOCAB, SOURCE_LEN, TARGET_LEN)
+    assert isinstance(model, torch.nn.Linear) and model.in_features == 5 and model.out_features == VOCAB
+    check_model(cfg.model)
+    stored = dataclasses.asdict(cfg.model)  # model.pt's model_config
+    assert stored_model_config(stored, "model_config") == cfg.model
+    loss, logged = toy_plugin.loss(model, {}, None, cfg.model, 0.0)
+    assert set(logged) == {"loss"} and loss.ndim == 0
+    with pytest.raises(ConfigError, match="model.arch=toy: expected its options"):  # another arch's options class
+        build_model(dataclasses.replace(model_config("encoder_decoder"), arch="toy"), VOCAB, SOURCE_LEN, TARGET_LEN)

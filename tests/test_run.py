@@ -33,3 +33,36 @@ def test_a_directory_that_is_not_a_run_is_one_clear_error(tmp_path, finished_run
     with pytest.raises(ConfigError, match="split='train'"):
         RunDir(finished_run).samples("train")
     assert check_split("valid") == "valid"
+
+
+def test_a_run_directory_written_before_the_plugins_declared_their_options_opens(finished_run, tmp_path, capsys):
+    """Until each model plug-in declared its own options, config.json and model.pt held every model
+    option (item_sid's in an encoder-decoder run, with the values a preset gave them when the arch
+    was switched on the command line): such a run opens, evaluates and is reused as before."""
+    import shutil
+
+    import torch
+
+    from sidrec.cli import main
+    from conftest import TINY
+
+    run_dir = shutil.copytree(finished_run, tmp_path / "old")
+    other_archs = {"head": "catalog", "item_inputs": "codes,text,id", "text_sim": True}
+    config = json.loads((run_dir / "config.json").read_text())
+    config["model"].update(other_archs)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    blob = torch.load(run_dir / "model.pt", weights_only=True)
+    blob["sidrec"]["model_config"].update(other_archs)
+    torch.save(blob, run_dir / "model.pt")
+
+    run = RunDir(run_dir)
+    assert run.config.to_dict() == json.loads((finished_run / "config.json").read_text())
+    model, meta = run.model()
+    assert meta["model_config"]["text_sim"] is True and not model.training
+    assert main(["evaluate", f"run_dir={run_dir}"]) == 0
+    assert main(["evaluate", f"run_dir={finished_run}"]) == 0
+    metrics = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("recall@", "ndcg@"))]
+    assert metrics and metrics[: len(metrics) // 2] == metrics[len(metrics) // 2:]  # the same model, the same metrics
+    data = finished_run.parent / "data"
+    assert main(["run", *TINY, f"data.path={data}", f"run_dir={run_dir}"]) == 0
+    assert "finished run, reusing its metrics.json" in capsys.readouterr().out

@@ -67,13 +67,11 @@ class GenerativeRecommender(L.LightningModule):
             group["lr"] = lr
 
     def training_step(self, batch, batch_idx):
-        ce, aux_loss = self.plugin.loss(self.model, batch, self.ranker, self.cfg.train.label_smoothing)
-        loss = ce + self.cfg.model.moe_aux_weight * aux_loss
+        loss, logged = self.plugin.loss(self.model, batch, self.ranker, self.cfg.model, self.cfg.train.label_smoothing)
         batch_size = len(batch["targets"])
-        self.log("train/loss", ce.detach(), prog_bar=True, batch_size=batch_size)
+        for name, value in logged.items():  # "loss": the next-item cross-entropy; a plug-in may add terms
+            self.log(f"train/{name}", value.detach(), prog_bar=name == "loss", batch_size=batch_size)
         self.log("train/lr", self.optimizers().optimizer.param_groups[0]["lr"], batch_size=batch_size)
-        if self.cfg.model.num_experts > 0:
-            self.log("train/moe_aux_loss", aux_loss, batch_size=batch_size)
         if self.cfg.train.record_sample_ids:
             self.seen_sample_ids.append(batch["sample_ids"].cpu())
         return loss

@@ -4,16 +4,23 @@ ranked by beam search."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from sidrec.config import ModelConfig
 from sidrec.errors import ConfigError
 from sidrec.models.decoder_only.network import DecoderOnly
 from sidrec.models.objectives import all_positions_loss, next_item_loss
-from sidrec.models.plugin import ModelPlugin, ModelShape, transformer_config
+from sidrec.models.plugin import ModelPlugin, ModelShape
+from sidrec.models.sid_generator import SIDGeneratorOptions, transformer_config
 
 
-def build(model_cfg: ModelConfig, shape: ModelShape) -> DecoderOnly:
+@dataclass
+class DecoderOnlyOptions(SIDGeneratorOptions):
+    """model.* of the decoder-only model: the SID generators' options (sidrec/models/sid_generator.py)."""
+
+    arch: str = "decoder_only"
+
+
+def build(model_cfg: DecoderOnlyOptions, shape: ModelShape) -> DecoderOnly:
     cfg = transformer_config(model_cfg, shape)
     if model_cfg.positions == "from_end":
         raise ConfigError("model.positions=from_end is for encoder_decoder (a causal pass has no fixed end)")
@@ -21,10 +28,10 @@ def build(model_cfg: ModelConfig, shape: ModelShape) -> DecoderOnly:
     return DecoderOnly(replace(cfg, num_layers=2 * model_cfg.num_layers))
 
 
-def loss(model, batch, ranker, label_smoothing):
+def loss(model, batch, ranker, model_cfg, label_smoothing):
     objective = next_item_loss if model.cfg.bos_separator else all_positions_loss  # set by model.objective
-    return objective(model, batch, ranker, label_smoothing)
+    return objective(model, batch, ranker, model_cfg, label_smoothing)
 
 
-PLUGIN = ModelPlugin("decoder_only", build, loss,
+PLUGIN = ModelPlugin("decoder_only", DecoderOnlyOptions, build, loss,
                      trains_on_windows=lambda model_cfg: model_cfg.objective == "all_positions")
