@@ -293,3 +293,24 @@ def test_the_report_pairs_each_row_with_the_default_row_by_seed(tmp_path):
     assert float(no_aug["recall@10_std"]) > 0.08  # the unpaired spread hides what the pairs resolve
     text = (exp.directory / "report.md").read_text()
     assert "| No Augmentation | 3 | -0.0090 [-0.0115, -0.0065]" in text
+
+
+def test_a_row_that_differs_only_in_decoding_tests_the_finished_model_again(shared_root, tmp_path, monkeypatch):
+    import sidrec.train.fit
+
+    monkeypatch.setenv("SIDREC_CACHE_DIR", str(shared_root["cache"]))
+    root = tmp_path / "runs"
+    extra = ("train.max_steps=4", "train.val_every=2")
+    run_experiment(parse_experiment_args(_args("augmentation", shared_root["data"], root, *extra)))
+    fits = []
+    real_fit = sidrec.train.fit.fit
+    monkeypatch.setattr(sidrec.train.fit, "fit", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    exp = parse_experiment_args(_args("decoding", shared_root["data"], root, *extra))
+    result = run_experiment(exp)
+    assert result["reused"] == 2 and result["trained"] == 0 and not fits  # no model trained again
+    twin = root / "augmentation-tiny" / "sliding_window" / "seed-0"
+    free = exp.run_dir("free_form", 0)
+    assert os.path.samefile(twin / "model.pt", free / "model.pt")
+    metrics = json.loads((free / "metrics.json").read_text())
+    assert metrics["reused_from"] == str(twin) and set(METRICS) <= set(metrics)
+    assert json.loads((free / "config.json").read_text())["decode"]["constrained"] is False

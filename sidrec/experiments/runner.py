@@ -2,7 +2,9 @@
 that rows have in common (dataset, embeddings, SIDs) are computed once and hard-linked (or copied)
 into each run directory from a shared folder, where the pipeline then finds and reuses them. A row
 whose resolved config equals a finished run of any study under the same root (e.g. the default
-RK-Means encoder-decoder, a row of most studies) adopts that run instead of training it again.
+RK-Means encoder-decoder, a row of most studies) adopts that run instead of training it again; a row
+that differs from a finished run only in how it is tested (``decode``, ``eval``: the decoding study's
+free-form row) adopts its model and tests it again.
 
     runs/experiments/<study>-<dataset>/experiment.json        what was asked (rebuilds the report)
     runs/experiments/<study>-<dataset>/<row>/seed-<s>/        a normal run directory (metrics.json)
@@ -25,7 +27,8 @@ from sidrec.config import RunConfig, build_config, merge_overrides, parse_overri
 from sidrec.errors import ConfigError, DataError
 from sidrec.experiments.studies import OWN_STUDIES, STUDIES, Study, get_study
 from sidrec.io import write_json
-from sidrec.layout import BASELINES, CONFIG, ERROR_LOG, EXPERIMENT, METRICS, RUN_LOG, TIMING, stage_keys
+from sidrec.layout import (BASELINES, CONFIG, ERROR_LOG, EXPERIMENT, METRICS, RUN_LOG, STAGES, TIMING, stage_keys,
+                           stage_values)
 
 # budget -> config preset; the studies vary the paper's encoder-decoder, so budget=cpu is its CPU preset
 BUDGETS = {"tiny": "tiny", "cpu": "cpu-encdec", "paper": "paper"}
@@ -179,34 +182,52 @@ def _comparable(cfg: RunConfig) -> dict:
     return {k: v for k, v in cfg.to_dict().items() if k != "run_dir"}
 
 
+def _trained_as(config: dict) -> dict:
+    """What a run's model depends on (``sidrec.layout.STAGES``: data, embeddings, SIDs, model and
+    training settings), not how it is tested (``decode``, ``eval``)."""
+    return {stage.name: stage_values(config, stage) for stage in STAGES}
+
+
 def find_twin(root: Path, cfg: RunConfig, run_dir: Path) -> Path | None:
-    """A finished run under ``root`` (any study) trained with the same config, or None."""
+    """A finished run under ``root`` (any study) whose model was trained as ``cfg``'s would be (its
+    test settings may differ), or None; one with the very same config first."""
     from sidrec.config import load_config
 
-    want = _comparable(cfg)
+    want, trained = _comparable(cfg), _trained_as(cfg.to_dict())
+    same_model = None
     for metrics in sorted(root.glob(f"*/*/seed-*/{METRICS}")):
         other = metrics.parent
         if other.resolve() == run_dir.resolve():
             continue
         try:
-            if _comparable(load_config(other / CONFIG)) == want:
-                return other
+            config = load_config(other / CONFIG)
         except ConfigError:  # written by another version: not comparable
             continue
-    return None
+        if _comparable(config) == want:
+            return other
+        if same_model is None and _trained_as(config.to_dict()) == trained:
+            same_model = other
+    return same_model
 
 
 def adopt_twin(twin: Path, cfg: RunConfig, run_dir: Path) -> None:
-    """Links the twin's artifacts into ``run_dir``; metrics.json (written last) names the twin."""
-    from sidrec.pipeline import save_config
+    """Links the twin's artifacts into ``run_dir``; metrics.json (written last) names the twin. A
+    twin tested with other settings (e.g. the decoding study's free-form row) has its model tested
+    again with ``cfg``'s (``sidrec.pipeline.run`` finds model.pt and skips training)."""
+    from sidrec.config import load_config
     from sidrec.layout import load_metrics
+    from sidrec.pipeline import run, save_config
 
     run_dir.mkdir(parents=True, exist_ok=True)
     for path in twin.iterdir():
         if path.is_file() and not path.is_symlink() and path.name not in (CONFIG, METRICS, TIMING):
             _link(path, run_dir / path.name)
     save_config(cfg, run_dir)
-    write_json(run_dir / METRICS, {**load_metrics(twin), "reused_from": str(twin)})
+    if _comparable(load_config(twin / CONFIG)) == _comparable(cfg):
+        metrics = load_metrics(twin)
+    else:
+        metrics = {k: v for k, v in run(cfg).items() if k != "run_dir"}
+    write_json(run_dir / METRICS, {**metrics, "reused_from": str(twin)})
 
 
 # --- decoding time ----------------------------------------------------------------------------
