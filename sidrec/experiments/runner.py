@@ -210,10 +210,11 @@ def find_twin(root: Path, cfg: RunConfig, run_dir: Path) -> Path | None:
     return same_model
 
 
-def adopt_twin(twin: Path, cfg: RunConfig, run_dir: Path) -> None:
+def adopt_twin(twin: Path, cfg: RunConfig, run_dir: Path) -> bool:
     """Links the twin's artifacts into ``run_dir``; metrics.json (written last) names the twin. A
     twin tested with other settings (e.g. the decoding study's free-form row) has its model tested
-    again with ``cfg``'s (``sidrec.pipeline.run`` finds model.pt and skips training)."""
+    again with ``cfg``'s (``sidrec.pipeline.run`` finds model.pt and skips training); returns
+    whether it was."""
     from sidrec.config import load_config
     from sidrec.layout import load_metrics
     from sidrec.pipeline import run, save_config
@@ -223,11 +224,10 @@ def adopt_twin(twin: Path, cfg: RunConfig, run_dir: Path) -> None:
         if path.is_file() and not path.is_symlink() and path.name not in (CONFIG, METRICS, TIMING):
             _link(path, run_dir / path.name)
     save_config(cfg, run_dir)
-    if _comparable(load_config(twin / CONFIG)) == _comparable(cfg):
-        metrics = load_metrics(twin)
-    else:
-        metrics = {k: v for k, v in run(cfg).items() if k != "run_dir"}
+    retest = _comparable(load_config(twin / CONFIG)) != _comparable(cfg)
+    metrics = {k: v for k, v in run(cfg).items() if k != "run_dir"} if retest else load_metrics(twin)
     write_json(run_dir / METRICS, {**metrics, "reused_from": str(twin)})
+    return retest
 
 
 # --- decoding time ----------------------------------------------------------------------------
@@ -394,9 +394,10 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
                 print(f"{where}: finished, skipped ({run_dir})")
             elif (not (run_dir / METRICS).exists()
                   and (twin := find_twin(exp.directory.parent, cfg, run_dir)) is not None):
-                adopt_twin(twin, cfg, run_dir)
+                retested = adopt_twin(twin, cfg, run_dir)
                 counts["reused"] += 1
-                print(f"{where}: same config as the finished run {twin}, reused", flush=True)
+                print(f"{where}: " + (f"the model of the finished run {twin}, tested with this row's settings"
+                                      if retested else f"same config as the finished run {twin}, reused"), flush=True)
                 _run_in_process(exp, cfg, run_dir, where, counts)  # only the timing, if the study needs it
             else:
                 jobs.append((row, seed, cfg, run_dir, where))
