@@ -183,12 +183,12 @@ def test_parallel_runs_in_subprocesses_share_the_first_runs_artifacts(shared_roo
                                       "train.max_steps=4", "train.val_every=2"))
     assert exp.parallel == 2
     result = run_experiment(exp)
-    assert result["trained"] == 3 and result["failed"] == 0
+    assert result["trained"] == 5 and result["failed"] == 0
     runs = [exp.run_dir(r.name, 0) for r in exp.study.rows]
-    assert [(run / "run.log").exists() for run in runs] == [False, True, True]  # the first one in-process
+    assert [(run / "run.log").exists() for run in runs] == [False, True, True, True, True]  # the first in-process
     for name in ("embeddings.npy", "sid_table.npz"):
         assert all(os.path.samefile(runs[0] / name, run / name) for run in runs)
-    assert len(_read_csv(exp.directory / "report.csv")) == 3
+    assert len(_read_csv(exp.directory / "report.csv")) == 5
 
 
 def test_a_half_finished_study_reports_what_finished(tmp_path):

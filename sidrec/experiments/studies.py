@@ -116,6 +116,13 @@ def get_study(name: str, encoders: str = "all-MiniLM-L6-v2", codes_divisor: int 
             Row("encoder_decoder", "Enc-Dec", ["model.arch=encoder_decoder"], "Enc-Dec"),
             # from_start: presets may number encoder positions from the end, which a causal stack cannot.
             Row("decoder_only", "Dec-only", ["model.arch=decoder_only", "model.positions=from_start"], "Dec-only"),
+            # The paper explains Dec-only's gap by the encoder's dense attention over the history; a
+            # decoder-only model trained at every position, and our item-level model, test that.
+            Row("decoder_only_all_positions", "Dec-only, trained at all positions (extra)",
+                ["model.arch=decoder_only", "model.positions=from_start", "model.objective=all_positions"], None),
+            Row("item_sid", "item_sid at the study's sizes, history excluded (ours; extra)",
+                ["model.arch=item_sid", "model.item_inputs=codes,text,id", "model.text_sim=true",
+                 "decode.exclude_history=true"], None),
             Row("moe", "Enc-Dec + MoE (4 experts, top-2; extra)", ["model.arch=encoder_decoder", "model.num_experts=4"],
                 None),
         ])
