@@ -10,7 +10,7 @@ Gaussian directions (``random``) or the bundled Beauty embeddings tiled to N row
 collision groups grow with N: 1,184 items at 10^6 with --noise 1, so use --digit-size 2048 there).
 Stages, timed one by one:
 
-    fit       RK-Means tokenizer, the default TokenizerConfig (3 x 256, 1000 mini-batch steps/level, CPU)
+    fit       RK-Means tokenizer, the default RK-Means options (3 x 256, 1000 mini-batch steps/level, CPU)
     encode    all N items -> (N, 3) codes
     dedup     SIDTable.build (extra digit; the digit level has ``--digit-size`` values for every N)
     trie      PrefixTrie.from_sids over the N SID token rows
@@ -100,7 +100,7 @@ def trie_bytes(trie) -> int:
 
 def run_size(args, n: int) -> dict:
     """Every stage at one catalog size, in this process. Returns the figures as a dict."""
-    from sidrec.config import TokenizerConfig, model_config
+    from sidrec.config import model_config, tokenizer_config
     from sidrec.decode import PrefixTrie, recommend
     from sidrec.models import build_model
     from sidrec.tokenize import build_tokenizer
@@ -118,7 +118,7 @@ def run_size(args, n: int) -> dict:
         return result
 
     embeddings = stage("embeddings", lambda: unit_embeddings(n, args.dim, args.source, args.noise, args.seed))
-    tok_cfg = TokenizerConfig(device="cpu")
+    tok_cfg = tokenizer_config("rkmeans", device="cpu")
     if args.steps:
         tok_cfg = dataclasses.replace(tok_cfg, steps_per_level=args.steps)
     tokenizer = stage("fit", lambda: build_tokenizer(tok_cfg).fit(embeddings, seed=args.seed, progress=False))
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(run_size(args, args.child)))
         return []
 
-    from sidrec.config import TokenizerConfig
+    from sidrec.config import tokenizer_config
 
     sizes = [int(s) for s in args.sizes.split(",")]
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"machine: {machine}; {date}")
     print(f"catalog: {args.source} unit embeddings, dim {args.dim}; RK-Means 3x256, "
-          f"{args.steps or TokenizerConfig().steps_per_level} steps/level (default TokenizerConfig); "
+          f"{args.steps or tokenizer_config('rkmeans').steps_per_level} steps/level (default tokenizer config); "
           f"digit level {args.digit_size}; model: paper ModelConfig, random init (seed {args.seed}); "
           f"{args.users} users, batch {DECODE_BATCH}, {NUM_BEAMS} beams, top-{TOP_K}")
     header = (f"{'items':>9} {'fit s':>7} {'encode s':>8} {'dedup s':>7} {'trie s':>7} {'tok+dedup+trie s':>16} "

@@ -63,7 +63,7 @@ def main() -> None:
     for kind in [k.strip() for k in args.tokenizers.split(",") if k.strip()]:
         overrides = [f"tokenizer.kind={kind}", f"tokenizer.num_levels={args.levels}",
                      f"tokenizer.num_codes_per_level={args.codes}"]
-        if args.rqvae_steps is not None:
+        if args.rqvae_steps is not None and kind == "rqvae":  # an option of RQ-VAE only
             overrides.append(f"tokenizer.rqvae_steps={args.rqvae_steps}")
         tcfg = build_config(overrides).tokenizer
         start = time.perf_counter()

@@ -2,8 +2,9 @@
 
 Every field a user can set lives here, with its default, so a reader finds what a flag does in
 one hop; but for a model plug-in's own options, ``model.<option>``, which live in its folder
-(``sidrec/models/<arch>/plugin.py``, see ``ModelConfig``). ``RunConfig`` is printed at start and
-saved as ``config.json`` in the run directory.
+(``sidrec/models/<arch>/plugin.py``, see ``ModelConfig``), and a tokenizer's own options,
+``tokenizer.<option>``, which live beside it (``sidrec/tokenize/<kind>.py``, see ``TokenizerConfig``).
+``RunConfig`` is printed at start and saved as ``config.json`` in the run directory.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from sidrec.errors import ConfigError
 
@@ -49,21 +50,21 @@ class EncoderConfig:
 
 @dataclass
 class TokenizerConfig:
-    kind: str = "rkmeans"  # rkmeans | rvq | rqvae
+    """``tokenizer.*``: the options every tokenizer has. A tokenizer declares its own options beside
+    its class (``sidrec/tokenize/<kind>.py``, the class's ``options``) as a subclass of this class, with
+    their defaults, comments and ``LIMITS``; ``cfg.tokenizer`` is an instance of the class of the run's
+    ``tokenizer.kind``, by the rules of the model section (``ModelConfig``)."""
+
+    kind: str = "rkmeans"  # rkmeans | rvq | rqvae (sidrec/tokenize: each class registers its kind)
     num_levels: int = 3  # L
     num_codes_per_level: int = 256  # W
     dedup: str = "extra_digit"  # extra_digit (TIGER) | random (no de-dup, random pick at retrieval)
     dedup_reserve: int = 0  # spare extra-digit values for items added later (cold start, sidrec add-items)
-    normalize_residuals: bool = True  # RK-Means, R-VQ (paper)
-    steps_per_level: int = 1000  # RK-Means / R-VQ layer-wise steps (paper)
     batch_size: int = 2048
-    lr: float = 1e-3
-    rqvae_steps: int = 15000  # paper: 15k total steps
-    rqvae_hidden: str = "512,256"  # MLP encoder widths; decoder mirrors them
-    rqvae_latent_dim: int = 64
-    rqvae_beta: float = 0.25  # commitment loss weight
-    whiten: bool = True  # RQ-VAE input whitening (paper)
     device: str = "auto"
+
+    # A tokenizer's allowed values of its own numeric options, as ``ModelConfig.LIMITS``.
+    LIMITS: ClassVar[dict[str, tuple]] = {}
 
 
 @dataclass
@@ -93,11 +94,67 @@ class ModelConfig:
         return 0
 
 
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+@dataclass(frozen=True)
+class Pluggable:
+    """A section whose class is chosen by one of its keys: ``model.*`` by ``model.arch`` (its plug-in's
+    options), ``tokenizer.*`` by ``tokenizer.kind``. ``registered()`` maps each value of that key to
+    its options class, a subclass of ``base`` (imports the plug-ins, and torch, when called)."""
+
+    section: str  # the section's name in RunConfig
+    key: str  # the key that chooses its class
+    base: type
+    registered: Callable[[], dict[str, type]]
+
+    def options(self, choice: str) -> type:
+        classes = self.registered()
+        if choice not in classes:
+            raise ConfigError(f"{self.section}.{self.key}={choice!r}: expected one of {', '.join(classes)}")
+        return classes[choice]
+
+    def switch(self, obj, choice: str):
+        """``obj`` as ``choice``'s options: the values of the options both classes have are kept."""
+        cls = self.options(choice)
+        names = _field_names(cls)
+        return cls(**{**{k: v for k, v in dataclasses.asdict(obj).items() if k in names}, self.key: choice})
+
+    def owners(self, name: str) -> list[str]:
+        """The registered choices whose options include ``name``."""
+        return [choice for choice, cls in self.registered().items() if name in _field_names(cls)]
+
+    def chosen(self, obj) -> str:
+        """``obj``'s choice as a key, e.g. ``model.arch=item_sid``."""
+        return f"{self.section}.{self.key}={getattr(obj, self.key)}"
+
+
+def _models() -> dict[str, type[ModelConfig]]:
+    from sidrec.models.registry import MODELS  # the plug-ins (and torch), loaded when a model section is made
+
+    return {arch: plugin.options for arch, plugin in MODELS.items()}
+
+
+def _tokenizers() -> dict[str, type[TokenizerConfig]]:
+    from sidrec.tokenize import KINDS  # every tokenizer module, each registering its kind
+
+    return {kind: cls.options for kind, cls in KINDS.items()}
+
+
+MODEL = Pluggable("model", "arch", ModelConfig, _models)
+TOKENIZER = Pluggable("tokenizer", "kind", TokenizerConfig, _tokenizers)
+PLUGGABLE = (MODEL, TOKENIZER)
+
+
+def pluggable(obj) -> Pluggable | None:
+    """The ``Pluggable`` whose options ``obj`` is, if any."""
+    return next((p for p in PLUGGABLE if isinstance(obj, p.base)), None)
+
+
 def model_options(arch: str) -> type[ModelConfig]:
     """The class of ``model.*`` for ``model.arch=arch``: its plug-in's options."""
-    from sidrec.models.registry import get_model  # the plug-ins (and torch), loaded when a model section is made
-
-    return get_model(arch).options
+    return MODEL.options(arch)
 
 
 def model_config(arch: str = ModelConfig.arch, **options) -> ModelConfig:
@@ -107,16 +164,17 @@ def model_config(arch: str = ModelConfig.arch, **options) -> ModelConfig:
 
 def with_arch(model: ModelConfig, arch: str) -> ModelConfig:
     """``model`` as ``arch``'s options: the values of the options both plug-ins have are kept."""
-    cls = model_options(arch)
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{**{k: v for k, v in dataclasses.asdict(model).items() if k in names}, "arch": arch})
+    return MODEL.switch(model, arch)
 
 
 def option_archs(name: str) -> list[str]:
     """The registered plug-ins that have the option ``model.<name>``."""
-    from sidrec.models.registry import MODELS
+    return MODEL.owners(name)
 
-    return [arch for arch, plugin in MODELS.items() if name in {f.name for f in dataclasses.fields(plugin.options)}]
+
+def tokenizer_config(kind: str = TokenizerConfig.kind, **options) -> TokenizerConfig:
+    """``tokenizer.*`` for ``kind``, its options' defaults but for ``options``."""
+    return TOKENIZER.options(kind)(kind=kind, **options)
 
 
 def stored_model_config(values: dict, source: str) -> ModelConfig:
@@ -189,7 +247,7 @@ class RunConfig:
     preset: str = ""  # see PRESETS
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    tokenizer: TokenizerConfig = field(default_factory=tokenizer_config)  # the class of tokenizer.kind
     model: ModelConfig = field(default_factory=model_config)  # the class of model.arch's plug-in
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -437,9 +495,7 @@ LIMITS: dict[str, tuple] = {
     "tokenizer.num_levels": at_least(1),
     "tokenizer.num_codes_per_level": at_least(2),
     "tokenizer.dedup_reserve": at_least(0),
-    **{f"tokenizer.{k}": at_least(1) for k in ("steps_per_level", "batch_size", "rqvae_steps", "rqvae_latent_dim")},
-    "tokenizer.lr": POSITIVE,
-    "tokenizer.rqvae_beta": at_least(0),
+    "tokenizer.batch_size": at_least(1),
     **{f"model.{k}": at_least(1) for k in ("num_layers", "num_heads", "d_model", "d_ff", "max_history")},
     "model.dropout": SHARE,
     "train.lr": POSITIVE,
@@ -461,10 +517,10 @@ LIMITS: dict[str, tuple] = {
 
 
 def check_limits(cfg) -> None:
-    """Every numeric setting of ``cfg`` within its ``LIMITS``, and the model plug-in's options within
-    theirs (sections ``cfg`` lacks are skipped)."""
-    model = getattr(cfg, "model", None)
-    plugin_limits = {f"model.{name}": limit for name, limit in getattr(model, "LIMITS", {}).items()}
+    """Every numeric setting of ``cfg`` within its ``LIMITS``, and the model plug-in's and the
+    tokenizer's own options within theirs (sections ``cfg`` lacks are skipped)."""
+    plugin_limits = {f"{p.section}.{name}": limit for p in PLUGGABLE
+                     for name, limit in getattr(getattr(cfg, p.section, None), "LIMITS", {}).items()}
     for key, (ok, expected) in {**LIMITS, **plugin_limits}.items():
         section, _, name = key.rpartition(".")
         obj = getattr(cfg, section, None) if section else cfg
@@ -490,28 +546,31 @@ def _coerce(value: str, typ, key: str):
         raise ConfigError(f"override {key}={value!r}: expected {typ.__name__}") from None
 
 
-def set_value(cfg, key: str, value: str, skip_other_models: bool = False) -> None:
+def set_value(cfg, key: str, value: str, skip_other_options: bool = False) -> None:
     """Sets one dotted key of a config dataclass from its string form, with type checks. Setting
-    ``model.arch`` makes the model section that plug-in's options (``with_arch``). A model option of
-    another plug-in than ``model.arch``'s is refused, or skipped with ``skip_other_models`` (a preset's
-    keys: ``preset=tiny`` sets encoder-decoder options an ``item_sid`` run does without)."""
+    ``model.arch`` (``tokenizer.kind``) makes the section that plug-in's (tokenizer's) options
+    (``Pluggable.switch``). An option of another plug-in than ``model.arch``'s (of another tokenizer
+    than ``tokenizer.kind``'s) is refused, or skipped with ``skip_other_options`` (a preset's keys:
+    ``preset=tiny`` sets encoder-decoder options an ``item_sid`` run does without)."""
     parts = key.split(".")
     parent, obj = None, cfg
     for i, part in enumerate(parts):
-        if not dataclasses.is_dataclass(obj) or part not in {f.name for f in dataclasses.fields(obj)}:
-            if isinstance(obj, ModelConfig) and i == len(parts) - 1 and (archs := option_archs(part)):
-                if skip_other_models:
+        p = pluggable(obj)
+        if not dataclasses.is_dataclass(obj) or part not in _field_names(obj):
+            if p and i == len(parts) - 1 and (owners := p.owners(part)):
+                if skip_other_options:
                     return
-                raise ConfigError(f"{key} is an option of model.arch={' | '.join(archs)}, not of model.arch={obj.arch}")
+                raise ConfigError(f"{key} is an option of {p.section}.{p.key}={' | '.join(owners)}, "
+                                  f"not of {p.chosen(obj)}")
             valid = ", ".join(f.name for f in dataclasses.fields(obj)) if dataclasses.is_dataclass(obj) else ""
-            where = f"model.arch={obj.arch}" if isinstance(obj, ModelConfig) else ".".join(parts[:i]) or "config"
+            where = p.chosen(obj) if p else ".".join(parts[:i]) or "config"
             raise ConfigError(f"unknown config key {key!r} ({where} has: {valid})")
         if i == len(parts) - 1:
             typ = typing.get_type_hints(type(obj))[part]
             if dataclasses.is_dataclass(typ):
                 raise ConfigError(f"config key {key!r} is a section; set one of its fields, e.g. {key}.<field>=...")
-            if isinstance(obj, ModelConfig) and part == "arch":
-                setattr(parent, parts[i - 1], with_arch(obj, value))
+            if p and part == p.key:
+                setattr(parent, parts[i - 1], p.switch(obj, value))
             else:
                 setattr(obj, part, _coerce(value, typ, key))
         else:
@@ -568,14 +627,16 @@ def user_path(value: str) -> str:
     return os.path.expanduser(value) if value.startswith("~") else value
 
 
-def _last_arch(command_line: list[tuple[str, str]], data: dict, from_preset: dict, source: str) -> str | None:
-    """The ``model.arch`` a run's config ends with: the command line's, else the config file's, else
-    the preset's; None when none of them names it."""
-    arch = next((v for k, v in reversed(command_line) if k == "model.arch"), None)
-    section = data.get("model")
-    if arch is None and isinstance(section, dict) and "arch" in section:
-        arch = _check_type(section["arch"], str, f"{source}: model.arch")
-    return arch if arch is not None else from_preset.get("model.arch")
+def _last_choice(p: Pluggable, command_line: list[tuple[str, str]], data: dict, from_preset: dict,
+                 source: str) -> str | None:
+    """The ``model.arch`` (``tokenizer.kind``) a run's config ends with: the command line's, else the
+    config file's, else the preset's; None when none of them names it."""
+    key = f"{p.section}.{p.key}"
+    choice = next((v for k, v in reversed(command_line) if k == key), None)
+    section = data.get(p.section)
+    if choice is None and isinstance(section, dict) and p.key in section:
+        choice = _check_type(section[p.key], str, f"{source}: {key}")
+    return choice if choice is not None else from_preset.get(key)
 
 
 def build_config(overrides: list[str] | None = None, base=None, presets: dict | None = None,
@@ -598,17 +659,22 @@ def build_config(overrides: list[str] | None = None, base=None, presets: dict | 
     from_preset = dict(presets[preset]) if preset else {}
     command_line = [(k, v) for k, v in pairs if k not in ("config", "preset")]
     cfg = base if base is not None else factory()
-    if isinstance(getattr(cfg, "model", None), ModelConfig):
-        # model.arch first, the one the run ends with (the command line's, else the file's, else the
-        # preset's): every source's model.* keys are then checked against that plug-in's options.
-        arch = _last_arch(command_line, data, from_preset, source) or cfg.model.arch
-        cfg.model = with_arch(cfg.model, arch)
-        from_preset.pop("model.arch", None)
-        if isinstance(data.get("model"), dict):
-            data = {**data, "model": {k: v for k, v in data["model"].items() if k != "arch"}}
-        command_line = [(k, v) for k, v in command_line if k != "model.arch"]
+    for p in PLUGGABLE:
+        section = getattr(cfg, p.section, None)
+        if not isinstance(section, p.base):
+            continue
+        # model.arch (tokenizer.kind) first, the one the run ends with (the command line's, else the
+        # file's, else the preset's): every source's keys of the section are then checked against
+        # that plug-in's (tokenizer's) options.
+        choice = _last_choice(p, command_line, data, from_preset, source) or getattr(section, p.key)
+        setattr(cfg, p.section, p.switch(section, choice))
+        key = f"{p.section}.{p.key}"
+        from_preset.pop(key, None)
+        if isinstance(data.get(p.section), dict):
+            data = {**data, p.section: {k: v for k, v in data[p.section].items() if k != p.key}}
+        command_line = [(k, v) for k, v in command_line if k != key]
     for key, value in from_preset.items():
-        set_value(cfg, key, value, skip_other_models=True)
+        set_value(cfg, key, value, skip_other_options=True)
     _merge(cfg, data, source)
     for key, value in command_line:
         set_value(cfg, key, value)
@@ -669,18 +735,20 @@ def _merge(obj, data, source: str, prefix: str = ""):
                           f"got {type(data).__name__}")
     hints = typing.get_type_hints(type(obj))
     names = [f.name for f in dataclasses.fields(obj)]
+    p = pluggable(obj)
     for name, value in data.items():
         if name not in names:
-            if isinstance(obj, ModelConfig) and option_archs(str(name)):
-                # Another plug-in's option: a config.json written before the plug-ins declared their own
-                # options holds every model option, each arch reading its own.
+            if p and p.owners(str(name)):
+                # Another plug-in's (tokenizer's) option: a config.json written before they declared their
+                # own options holds every model (tokenizer) option, each arch (kind) reading its own.
                 continue
             raise ConfigError(f"{source}: unknown config key {prefix + str(name)!r} (have: {', '.join(names)})")
         typ = hints[name]
         if dataclasses.is_dataclass(typ):
             section = getattr(obj, name)
-            if isinstance(section, ModelConfig) and isinstance(value, dict) and "arch" in value:
-                section = with_arch(section, _check_type(value["arch"], str, f"{source}: {prefix}{name}.arch"))
+            q = pluggable(section)
+            if q and isinstance(value, dict) and q.key in value:
+                section = q.switch(section, _check_type(value[q.key], str, f"{source}: {prefix}{name}.{q.key}"))
                 setattr(obj, name, section)
             _merge(section, value, source, f"{prefix}{name}.")
         else:
@@ -745,13 +813,14 @@ def field_comments(cls) -> dict[str, str]:
 
 def describe_keys(cls, prefix: str = "") -> list[str]:
     """``  key=default  comment`` for every field of a config dataclass, sections flattened; the model
-    section's own keys are followed by every registered plug-in's options."""
+    (tokenizer) section's own keys are followed by every registered plug-in's (tokenizer's) options."""
     hints, comments, lines = typing.get_type_hints(cls), field_comments(cls), []
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
             lines += describe_keys(hints[f.name], f"{prefix}{f.name}.")
-            if hints[f.name] is ModelConfig:
-                lines += _describe_model_options(f"{prefix}{f.name}.")
+            for p in PLUGGABLE:
+                if hints[f.name] is p.base:
+                    lines += _describe_options(p, f"{prefix}{f.name}.")
             continue
         lines.append(_key_line(prefix, f, comments.get(f.name, "")))
     return lines
@@ -763,18 +832,16 @@ def _key_line(prefix: str, f: dataclasses.Field, comment: str) -> str:
     return f"  {shown:<34} {comment}".rstrip()
 
 
-def _describe_model_options(prefix: str) -> list[str]:
-    """Each registered plug-in's own options once, with the archs that have it and the comment of
-    the class that declares it."""
-    from sidrec.models.registry import MODELS
-
-    shown, lines = {f.name for f in dataclasses.fields(ModelConfig)}, []
-    for plugin in MODELS.values():
-        for f in dataclasses.fields(plugin.options):
+def _describe_options(p: Pluggable, prefix: str) -> list[str]:
+    """Each registered plug-in's (tokenizer's) own options once, with the archs (kinds) that have it
+    and the comment of the class that declares it."""
+    shown, lines = _field_names(p.base), []
+    for options in p.registered().values():
+        for f in dataclasses.fields(options):
             if f.name in shown:
                 continue
             shown.add(f.name)
-            owner = next(c for c in plugin.options.__mro__ if f.name in vars(c).get("__annotations__", {}))
+            owner = next(c for c in options.__mro__ if f.name in vars(c).get("__annotations__", {}))
             comment = field_comments(owner).get(f.name, "")
-            lines.append(_key_line(prefix, f, f"({', '.join(option_archs(f.name))}) {comment}"))
+            lines.append(_key_line(prefix, f, f"({', '.join(p.owners(f.name))}) {comment}"))
     return lines

@@ -148,6 +148,68 @@ def toy_plugin(monkeypatch):
     return plugin
 
 
+# --- a throwaway tokenizer (test_config, test_tokenize) -------------------------------------------
+from sidrec.config import POSITIVE, TokenizerConfig  # noqa: E402
+
+
+@dataclass
+class ToyTokenizerOptions(TokenizerConfig):
+    """tokenizer.* of the toy tokenizer: TokenizerConfig's options and one of its own, declared here only."""
+
+    kind: str = "toy"
+    toy_scale: float = 4.0  # the toy's own option: codes are floor(scale * x) of the first coordinates
+
+    LIMITS: ClassVar[dict[str, tuple]] = {"toy_scale": POSITIVE}
+
+
+@pytest.fixture
+def toy_tokenizer():
+    """``tokenizer.kind=toy`` registered for the test: its module's work (its class and options) and
+    the registry (defining the class registers its kind), nothing else; unregistered afterwards."""
+    import torch
+
+    from sidrec.tokenize import KINDS
+    from sidrec.tokenize.base import Tokenizer
+
+    class ToyTokenizer(Tokenizer):
+        kind = "toy"
+        options = ToyTokenizerOptions
+
+        def _fit(self, x, gen, progress):
+            self.scale = torch.tensor(self.cfg.toy_scale)
+
+        def _encode(self, x):
+            return (self.scale * x[:, :self.num_levels]).floor().long() % self.num_codes_per_level
+
+        def _reconstruct(self, codes):
+            return torch.zeros(len(codes), self.dim)
+
+        def _state(self):
+            return {"scale": self.scale}
+
+        def _load_state(self, state):
+            self.scale = state["scale"]
+
+    try:
+        yield ToyTokenizer
+    finally:
+        KINDS.pop("toy", None)
+
+
+# The tokenizer section of a config.json (and tokenizer.pt) written before the tokenizers declared
+# their own options: every kind's options, each kind reading its own.
+OLD_TOKENIZER = {"kind": "rkmeans", "num_levels": 3, "num_codes_per_level": 256, "dedup": "extra_digit",
+                 "dedup_reserve": 0, "normalize_residuals": True, "steps_per_level": 1000, "batch_size": 2048,
+                 "lr": 1e-3, "rqvae_steps": 15000, "rqvae_hidden": "512,256", "rqvae_latent_dim": 64,
+                 "rqvae_beta": 0.25, "whiten": True, "device": "auto"}
+
+
+def old_format(config: dict, **tokenizer) -> dict:
+    """``config`` (a RunConfig's to_dict()) as the former sidrec wrote it: its tokenizer section holding
+    every kind's options, the other kinds' at ``tokenizer`` values, else their defaults."""
+    return {**config, "tokenizer": {**OLD_TOKENIZER, **tokenizer, **config["tokenizer"]}}
+
+
 # --- dataset files (test_loaders, test_readers, test_amazon_raw, test_tables) ---------------------
 def sequences(ds) -> dict[str, list[str]]:
     """user id -> external item ids, in order."""

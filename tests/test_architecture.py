@@ -109,9 +109,11 @@ def plugin_option_names() -> set[str]:
     return {f.name for p in MODELS.values() for f in dataclasses.fields(p.options)} - shared
 
 
-def config_mentions(tree: ast.AST, names: set[str]) -> list[str]:
-    """Where a module names one of ``names`` (as a field, attribute, name or string, ``model.<name>``
-    included), module-level preset assignments aside."""
+def config_mentions(tree: ast.AST, names: set[str], prefix: str = "model.",
+                    shared: frozenset = frozenset()) -> list[str]:
+    """Where a module names one of ``names`` (as a field, attribute, name or string, ``<prefix><name>``
+    included), module-level preset assignments aside. ``shared``: names other sections have too
+    (``train.lr``), where only a ``<prefix><name>`` string counts."""
     targets = {id(top): top.targets if isinstance(top, ast.Assign) else [top.target]
                for top in tree.body if isinstance(top, (ast.Assign, ast.AnnAssign))}
     skipped = {id(node) for top in tree.body if id(top) in targets
@@ -121,11 +123,10 @@ def config_mentions(tree: ast.AST, names: set[str]) -> list[str]:
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue
+        string = isinstance(node, ast.Constant) and isinstance(node.value, str)
         word = (node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name)
-                else node.arg if isinstance(node, ast.arg)
-                else node.value.removeprefix("model.") if isinstance(node, ast.Constant) and isinstance(node.value, str)
-                else None)
-        if word in names:
+                else node.arg if isinstance(node, ast.arg) else node.value.removeprefix(prefix) if string else None)
+        if word in names and (word not in shared or string and node.value == prefix + word):
             hits.append(f"line {node.lineno}: {word}")
     return hits
 
@@ -141,6 +142,56 @@ def test_the_config_names_no_model_plugins_option():
     bad = ast.parse('class ModelConfig:\n    head: str = "catalog"\nLIMITS = {"model.d_kv": 1}\n'
                     'PRESETS: dict = {"tiny": {"model.text_sim": "true"}}\n')
     assert config_mentions(bad, names) == ["line 2: head", "line 3: d_kv"]
+
+
+def tokenizer_option_names() -> set[str]:
+    """Every registered tokenizer's own options (the tokenizer.* keys beyond TokenizerConfig's)."""
+    import dataclasses
+
+    from sidrec.config import TokenizerConfig
+    from sidrec.tokenize import KINDS
+
+    shared = {f.name for f in dataclasses.fields(TokenizerConfig)}
+    return {f.name for cls in KINDS.values() for f in dataclasses.fields(cls.options)} - shared
+
+
+def tokenizer_mentions(tree: ast.AST, names: set[str]) -> list[str]:
+    """Where sidrec/config.py names a tokenizer's own option: a field of TokenizerConfig, or anywhere
+    (presets aside) as in ``config_mentions``; an option another section has too (``lr``) only as a
+    ``tokenizer.<name>`` string."""
+    def fields(node):
+        return {t.target.id for t in node.body if isinstance(t, ast.AnnAssign) and isinstance(t.target, ast.Name)}
+
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef)]
+    own = set().union(*(fields(c) for c in classes if c.name == "TokenizerConfig"))
+    others = set().union(*(fields(c) for c in classes if c.name != "TokenizerConfig"))
+    return ([f"TokenizerConfig.{name}" for name in sorted(own & names)]
+            + config_mentions(tree, names, "tokenizer.", frozenset(names & others)))
+
+
+def test_the_config_names_no_tokenizers_own_option():
+    """A tokenizer's options live beside it (sidrec/tokenize/<kind>.py): sidrec/config.py (its presets
+    aside) names none of them, so a tokenizer with new options needs no edit there."""
+    names = tokenizer_option_names()
+    assert names == {"normalize_residuals", "steps_per_level", "lr", "rqvae_steps", "rqvae_hidden",
+                     "rqvae_latent_dim", "rqvae_beta", "whiten"}
+    hits = tokenizer_mentions(ast.parse(MODULES["sidrec.config"].read_text(encoding="utf-8")), names)
+    assert not hits, f"sidrec/config.py names tokenizer options: {hits}"
+    # the check can fail: a TokenizerConfig field or a LIMITS entry naming one is caught, train.lr is not
+    bad = ast.parse('class TokenizerConfig:\n    lr: float = 1e-3\nclass TrainConfig:\n    lr: float = 5e-4\n'
+                    'LIMITS = {"tokenizer.rqvae_steps": 1, "tokenizer.lr": 2, "train.lr": 3}\n'
+                    'x = cfg.tokenizer.whiten\nPRESETS: dict = {"tiny": {"tokenizer.steps_per_level": "20"}}\n')
+    assert sorted(tokenizer_mentions(bad, names)) == ["TokenizerConfig.lr", "line 5: lr", "line 5: rqvae_steps",
+                                                      "line 6: whiten"]
+
+
+def test_every_tokenizer_declares_its_options_beside_it():
+    from sidrec.config import TokenizerConfig
+    from sidrec.tokenize import KINDS
+
+    for kind, cls in KINDS.items():
+        assert issubclass(cls.options, TokenizerConfig) and cls.options().kind == kind, kind
+        assert cls.options.__module__.startswith("sidrec.tokenize."), kind
 
 
 def test_decoding_depends_on_the_sid_table_not_on_models_or_training():

@@ -24,7 +24,7 @@ def one_error_line(capsys) -> str:
     (["model.arch=item_sid", "model.num_heads=5"], "divisible"),
     (["train.lr_schedule=step"], "train.lr_schedule='step'"),
     (["train.select_metric=recall@20"], "train.select_metric='recall@20'"),
-    (["tokenizer.kind=kmeans"], "tokenizer.kind 'kmeans'"),
+    (["tokenizer.kind=kmeans"], "tokenizer.kind='kmeans'"),
     (["tokenizer.dedup=none"], "tokenizer.dedup 'none'"),
     (["encoder.kind=onnx"], "encoder.kind='onnx'"),
     (["decode.unknown_items=drop"], "decode.unknown_items='drop'"),

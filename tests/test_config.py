@@ -257,3 +257,95 @@ def test_help_lists_every_plugins_options_with_their_archs():
     assert {"model.arch", "model.d_model", "model.head", "model.d_kv", "model.positions"} <= set(lines)
     assert "model.head=catalog" in lines["model.head"] and "(item_sid) catalog: one softmax" in lines["model.head"]
     assert "(encoder_decoder, decoder_only) per-head dimension" in lines["model.d_kv"]
+
+
+# --- the tokenizers' options: tokenizer.<option> of tokenizer.kind's class --------------------------
+KIND_STEPS = {"rkmeans": "steps_per_level", "rvq": "steps_per_level", "rqvae": "rqvae_steps"}
+
+
+@pytest.mark.parametrize("preset", ["cpu", "cpu-encdec", "tiny"])
+@pytest.mark.parametrize("kind", ["rkmeans", "rvq", "rqvae"])
+def test_a_preset_sets_each_kinds_own_options_and_skips_the_others(kind, preset):
+    for args in ([f"preset={preset}", f"tokenizer.kind={kind}"], [f"tokenizer.kind={kind}", f"preset={preset}"]):
+        saved = build_config(args).to_dict()["tokenizer"]
+        steps = KIND_STEPS[kind]
+        assert saved["kind"] == kind and saved[steps] == int(PRESETS[preset][f"tokenizer.{steps}"])
+        assert {"steps_per_level", "rqvae_steps"} & set(saved) == {KIND_STEPS[kind]}
+    assert ("lr" in saved) == (kind != "rkmeans")  # RK-Means has no learning rate
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["tokenizer.whiten=false"],
+     "tokenizer.whiten is an option of tokenizer.kind=rqvae, not of tokenizer.kind=rkmeans"),
+    (["tokenizer.steps_per_level=5", "tokenizer.kind=rqvae"],
+     "tokenizer.steps_per_level is an option of tokenizer.kind=rkmeans | rvq, not of tokenizer.kind=rqvae"),
+    (["tokenizer.lr=0.1"], "tokenizer.lr is an option of tokenizer.kind=rvq | rqvae, not of tokenizer.kind=rkmeans"),
+    (["tokenizer.kind=rvq", "tokenizer.lr=0"], "tokenizer.lr=0.0: expected a number > 0"),  # the kind's LIMITS
+    (["tokenizer.kind=rqvae", "tokenizer.rqvae_steps=0"], "tokenizer.rqvae_steps=0: expected an integer >= 1"),
+    (["tokenizer.nope=1"], "unknown config key 'tokenizer.nope' (tokenizer.kind=rkmeans has: kind, "),
+    (["tokenizer.kind=kmeans"], "tokenizer.kind='kmeans': expected one of rkmeans, rvq, rqvae"),
+])
+def test_an_option_the_kind_lacks_is_one_error_line_naming_key_and_kind(args, fragment, capsys, tmp_path):
+    from sidrec.cli import main
+
+    with pytest.raises(ConfigError) as info:
+        build_config(args)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+    assert main(["run", *args, f"run_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and fragment in err[0], err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["rkmeans", "rvq", "rqvae"])
+def test_an_old_config_json_holding_every_tokenizers_options_loads_as_the_new_one(kind, tmp_path):
+    """Until the tokenizers declared their own options, config.json held all of them (a preset set
+    them whatever the kind): the other kinds' are skipped, so an old run's config and a new one of
+    the same settings are equal, and their SID stage's settings too (nothing is refitted or refused)."""
+    from conftest import old_format
+
+    from sidrec.layout import STAGES, changed_keys
+
+    new = build_config(["preset=cpu-encdec", f"tokenizer.kind={kind}", "seed=3"])
+    old = old_format(new.to_dict(), steps_per_level=300, rqvae_steps=2000)
+    assert set(old["tokenizer"]) > set(new.to_dict()["tokenizer"])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    assert load_config(path) == new and load_config(path).to_dict() == new.to_dict()
+    assert build_config([f"config={path}"]) == new  # the same as a config= file
+    assert all(not changed_keys(old, new.to_dict(), stage) for stage in STAGES)
+    path.write_text(json.dumps({"tokenizer": {**old["tokenizer"], "future_knob": 1}}))
+    with pytest.raises(ConfigError, match="unknown config key 'tokenizer.future_knob'"):
+        load_config(path)
+
+
+def test_a_new_tokenizer_brings_its_options_without_an_edit_of_the_config(toy_tokenizer, tmp_path):
+    """A throwaway tokenizer (tests/conftest.py) registered as tokenizer.kind=toy: its own option is a
+    tokenizer.* key on the command line and in files, range-checked, saved, and listed by --help."""
+    from sidrec.cli import command_help
+
+    cfg = build_config(["tokenizer.toy_scale=2.5", "tokenizer.kind=toy", "tokenizer.num_levels=2"])
+    assert (type(cfg.tokenizer).__name__, cfg.tokenizer.toy_scale, cfg.tokenizer.num_levels) == (
+        "ToyTokenizerOptions", 2.5, 2)
+    assert cfg.to_dict()["tokenizer"]["toy_scale"] == 2.5 and "steps_per_level" not in cfg.to_json()
+    (tmp_path / "config.json").write_text(cfg.to_json())
+    assert load_config(tmp_path / "config.json") == cfg
+    with pytest.raises(ConfigError, match=r"tokenizer.toy_scale=0.0: expected a number > 0"):
+        build_config(["tokenizer.kind=toy", "tokenizer.toy_scale=0"])
+    with pytest.raises(ConfigError, match="tokenizer.toy_scale is an option of tokenizer.kind=toy, not of "
+                                          "tokenizer.kind=rvq"):
+        build_config(["tokenizer.kind=rvq", "tokenizer.toy_scale=2"])
+    tiny = build_config(["preset=tiny", "tokenizer.kind=toy"]).tokenizer  # tiny's steps skipped, W kept
+    assert tiny.num_codes_per_level == 8 and not hasattr(tiny, "steps_per_level")
+    assert "  tokenizer.toy_scale=4.0" in command_help("run")
+    assert "(toy) the toy's own option" in command_help("run")
+
+
+def test_help_lists_every_tokenizers_options_with_their_kinds():
+    from sidrec.cli import command_help
+
+    lines = {line.split()[0].split("=")[0]: line for line in command_help("run").splitlines()
+             if line.startswith("  tokenizer.")}
+    assert {"tokenizer.kind", "tokenizer.num_levels", "tokenizer.steps_per_level", "tokenizer.whiten"} <= set(lines)
+    assert "(rkmeans, rvq) layer-wise training steps" in lines["tokenizer.steps_per_level"]
+    assert "(rvq, rqvae)" in lines["tokenizer.lr"] and "(rqvae) input whitening" in lines["tokenizer.whiten"]

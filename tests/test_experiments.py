@@ -314,3 +314,27 @@ def test_a_row_that_differs_only_in_decoding_tests_the_finished_model_again(shar
     metrics = json.loads((free / "metrics.json").read_text())
     assert metrics["reused_from"] == str(twin) and set(METRICS) <= set(metrics)
     assert json.loads((free / "config.json").read_text())["decode"]["constrained"] is False
+
+
+@pytest.mark.parametrize("kind", ["rkmeans", "rvq", "rqvae"])
+def test_a_run_written_before_the_tokenizers_declared_their_options_is_still_a_twin(kind, tmp_path):
+    """A finished study run's config.json holds every tokenizer kind's options (a preset set them all):
+    loaded, it equals the config a row makes now, so the row reuses that run (``find_twin``)."""
+    from pathlib import Path
+
+    from conftest import old_format
+    from sidrec.config import build_config
+    from sidrec.experiments.runner import find_twin
+
+    root = tmp_path / "runs"
+    twin = root / "tokenizer-beauty" / kind / "seed-0"
+    twin.mkdir(parents=True)
+    old = build_config(["preset=cpu-encdec", f"tokenizer.kind={kind}", f"run_dir={twin}"]).to_dict()
+    (twin / "config.json").write_text(json.dumps(old_format(old, steps_per_level=300, rqvae_steps=2000)))
+    (twin / "metrics.json").write_text("{}")
+    for test_setting in ([], ["decode.num_beams=20"]):  # the same config; a model trained the same
+        run_dir = root / "other-beauty" / kind / "seed-0"
+        cfg = build_config(["preset=cpu-encdec", f"tokenizer.kind={kind}", f"run_dir={run_dir}", *test_setting])
+        assert find_twin(root, cfg, Path(run_dir)) == twin
+    cfg = build_config(["preset=cpu-encdec", f"tokenizer.kind={kind}", "tokenizer.num_levels=4"])
+    assert find_twin(root, cfg, root / "x") is None

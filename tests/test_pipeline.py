@@ -179,6 +179,32 @@ def test_rerun_with_another_tokenizer_in_the_same_run_dir_is_refused(finished_ru
     assert main(["tokenize", *TINY, data, f"run_dir={run_dir}", "decode.num_beams=20"]) == 0
 
 
+def test_a_run_directory_written_before_the_tokenizers_declared_their_options_is_reused(
+        finished_run, tmp_path, capsys, monkeypatch):
+    """Its config.json and tokenizer.pt hold every tokenizer kind's options: `sidrec run` finds the
+    finished run and `sidrec tokenize` its SIDs, fitting and training nothing."""
+    import shutil
+
+    from conftest import old_format
+    from sidrec.tokenize.base import Tokenizer
+
+    run_dir = tmp_path / "old"
+    shutil.copytree(finished_run, run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps(old_format(config, rqvae_steps=60, lr=0.01)))
+    payload = torch.load(run_dir / "tokenizer.pt", weights_only=True)
+    payload["config"] = old_format({"tokenizer": payload["config"]}, rqvae_steps=60, lr=0.01)["tokenizer"]
+    torch.save(payload, run_dir / "tokenizer.pt")
+    before = {name: (run_dir / name).read_bytes() for name in ("sid_table.npz", "model.pt", "metrics.json")}
+    monkeypatch.setattr(Tokenizer, "fit", lambda *args, **kwargs: pytest.fail("the tokenizer was fitted again"))
+    data = f"data.path={config['data']['path']}"
+    capsys.readouterr()
+    assert main(["run", *TINY, data, f"run_dir={run_dir}"]) == 0
+    assert "finished run, reusing its metrics.json" in capsys.readouterr().out
+    assert main(["tokenize", *TINY, data, f"run_dir={run_dir}"]) == 0
+    assert all((run_dir / name).read_bytes() == content for name, content in before.items())
+
+
 def test_help_version_and_malformed_values(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     assert main(["--version"]) == 0 and capsys.readouterr().out.startswith("sidrec ")

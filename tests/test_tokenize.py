@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from sidrec.config import TokenizerConfig
+from sidrec.config import TokenizerConfig, tokenizer_config
 from sidrec.errors import ArtifactError, ConfigError, DataError
 from sidrec.tokenize import build_tokenizer, load_tokenizer
 from sidrec.tokenize import residual
@@ -19,10 +19,10 @@ W = 8
 
 
 def tiny_config(kind: str, **overrides) -> TokenizerConfig:
-    cfg = TokenizerConfig(
-        kind=kind, num_levels=3, num_codes_per_level=W, steps_per_level=30, batch_size=256,
-        rqvae_steps=100, rqvae_hidden="32", rqvae_latent_dim=8, device="cpu",
-    )
+    # each kind's own options (sidrec/tokenize/<kind>.py)
+    own = {"rqvae_steps": 100, "rqvae_hidden": "32", "rqvae_latent_dim": 8} if kind == "rqvae" else {
+        "steps_per_level": 30}
+    cfg = tokenizer_config(kind, num_levels=3, num_codes_per_level=W, batch_size=256, device="cpu", **own)
     return dataclasses.replace(cfg, **overrides)
 
 
@@ -78,7 +78,8 @@ def test_every_level_uses_the_codebook(fitted, data, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_fit_leaves_global_rng_alone(data, kind):
     state = torch.random.get_rng_state()
-    build_tokenizer(tiny_config(kind, steps_per_level=2, rqvae_steps=2)).fit(data, seed=0, progress=False)
+    steps = {"rqvae_steps" if kind == "rqvae" else "steps_per_level": 2}
+    build_tokenizer(tiny_config(kind, **steps)).fit(data, seed=0, progress=False)
     assert torch.equal(state, torch.random.get_rng_state())
 
 
@@ -91,6 +92,36 @@ def test_save_load_round_trip(fitted, data, kind, tmp_path):
     assert np.array_equal(loaded.encode(data), fitted[kind].encode(data))
     assert loaded.reconstruction_error(data) == pytest.approx(fitted[kind].reconstruction_error(data), rel=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["tok.pt"]  # no temp file left behind
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_file_holding_every_kinds_options_loads_with_its_own(fitted, data, kind, tmp_path):
+    """tokenizer.pt written before the tokenizers declared their own options: its config holds every
+    kind's; the loaded tokenizer keeps those of its kind."""
+    from conftest import old_format
+
+    path = tmp_path / "tok.pt"
+    fitted[kind].save(path)
+    payload = torch.load(path, weights_only=True)
+    payload["config"] = old_format({"tokenizer": payload["config"]}, whiten=False, steps_per_level=7)["tokenizer"]
+    torch.save(payload, path)
+    loaded = load_tokenizer(path, expected_levels=3, expected_codes=W, expected_dim=data.shape[1])
+    assert type(loaded.cfg) is type(fitted[kind].cfg) and dataclasses.asdict(loaded.cfg) == dataclasses.asdict(
+        dataclasses.replace(fitted[kind].cfg, device="auto"))
+    assert np.array_equal(loaded.encode(data), fitted[kind].encode(data))
+
+
+def test_a_new_tokenizer_is_built_fitted_saved_and_loaded_with_its_own_option(toy_tokenizer, data, tmp_path):
+    from sidrec.config import build_config
+
+    cfg = build_config(["tokenizer.kind=toy", "tokenizer.toy_scale=3", f"tokenizer.num_codes_per_level={W}"])
+    tok = build_tokenizer(cfg.tokenizer).fit(data, seed=0, progress=False)
+    assert isinstance(tok, toy_tokenizer) and tok.encode(data).shape == (len(data), 3)
+    tok.save(tmp_path / "tok.pt")
+    loaded = load_tokenizer(tmp_path / "tok.pt")
+    assert loaded.cfg.toy_scale == 3 and np.array_equal(loaded.encode(data), tok.encode(data))
+    with pytest.raises(ConfigError, match=r"expected its options \(ToyTokenizerOptions"):
+        build_tokenizer(TokenizerConfig(kind="toy"))
 
 
 def test_load_with_other_levels_or_codes_names_file_and_values(fitted, tmp_path):
@@ -132,7 +163,7 @@ def test_load_missing_file(tmp_path):
 
 def test_unknown_kind_names_value():
     with pytest.raises(ConfigError, match="'kmeans'"):
-        build_tokenizer(tiny_config("kmeans"))
+        build_tokenizer(dataclasses.replace(tiny_config("rkmeans"), kind="kmeans"))
 
 
 def test_encode_checks_dimension(fitted, data):

@@ -1,4 +1,7 @@
-"""SID tokenizers (RK-Means, R-VQ, RQ-VAE), the SID <-> item table, and SID diagnostics."""
+"""SID tokenizers (RK-Means, R-VQ, RQ-VAE), the SID <-> item table, and SID diagnostics.
+
+The tokenizer modules imported below are the registry of ``tokenizer.kind`` (``base.KINDS``): adding
+a tokenizer is its module (its class and its options) and one import line here."""
 
 from __future__ import annotations
 
@@ -16,8 +19,12 @@ from sidrec.tokenize.diagnostics import format_diagnostics, sid_diagnostics
 
 def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
     if cfg.kind not in KINDS:
-        raise ConfigError(f"unknown tokenizer.kind {cfg.kind!r} (have: {', '.join(KINDS)})")
-    return KINDS[cfg.kind](cfg)
+        raise ConfigError(f"tokenizer.kind={cfg.kind!r}: expected one of {', '.join(KINDS)}")
+    cls = KINDS[cfg.kind]
+    if not isinstance(cfg, cls.options):
+        raise ConfigError(f"tokenizer.kind={cfg.kind}: expected its options ({cls.options.__name__}, e.g. "
+                          f"sidrec.config.tokenizer_config({cfg.kind!r}, ...)), got {type(cfg).__name__}")
+    return cls(cfg)
 
 
 def load_tokenizer(
@@ -31,6 +38,6 @@ def load_tokenizer(
 
 
 __all__ = [
-    "Tokenizer", "RKMeansTokenizer", "RVQTokenizer", "RQVAETokenizer", "SIDTable",
+    "KINDS", "Tokenizer", "RKMeansTokenizer", "RVQTokenizer", "RQVAETokenizer", "SIDTable",
     "build_tokenizer", "load_tokenizer", "sid_diagnostics", "format_diagnostics",
 ]

@@ -4,6 +4,10 @@ A tokenizer file is a ``torch.save`` of plain types and tensors (read back with
 ``weights_only=True``, so loading never runs pickled code):
 
     {"format", "version", "kind", "num_levels", "num_codes_per_level", "dim", "config", "state"}
+
+A tokenizer is a subclass with its ``kind`` and its ``options`` (``tokenizer.*`` of that kind: a
+subclass of ``sidrec.config.TokenizerConfig`` declared beside it); defining the class registers the
+kind in ``KINDS``, and importing its module in ``sidrec/tokenize/__init__.py`` is the one registry line.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Tokenizer:
     ``_fit``, ``_encode``, ``_reconstruct``, ``_state`` and ``_load_state`` on torch tensors."""
 
     kind = ""
+    options: type[TokenizerConfig] = TokenizerConfig  # tokenizer.* of this kind
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -121,8 +126,10 @@ class Tokenizer:
         if expected_dim is not None and expected_dim != dim:
             raise ArtifactError(f"{path}: tokenizer was fitted on {dim}-dim embeddings, "
                                 f"but these are {expected_dim}-dim")
-        known = {f.name for f in dataclasses.fields(TokenizerConfig)}
-        cfg = TokenizerConfig(**{k: v for k, v in payload["config"].items() if k in known})
+        # Files written before the tokenizers declared their own options hold every kind's: each reads its own.
+        options = KINDS[kind].options
+        known = {f.name for f in dataclasses.fields(options)}
+        cfg = options(**{k: v for k, v in payload["config"].items() if k in known})
         # The artifact records what was fitted, not where: run wherever this machine allows.
         cfg = dataclasses.replace(cfg, kind=kind, num_levels=levels, num_codes_per_level=codes, device="auto")
         tok = KINDS[kind](cfg)

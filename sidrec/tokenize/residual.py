@@ -10,10 +10,14 @@ reconstruction uses the mean norm seen in training ("gain") of each level:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from sidrec.config import TokenizerConfig, at_least
 from sidrec.tokenize.base import ENCODE_CHUNK, Tokenizer
 
 DEAD_AFTER = 20  # steps without a point; at batch 2048 and W=256 a live codeword gets ~8 a step
@@ -85,6 +89,16 @@ def reseed_idle(codebook: torch.Tensor, idle: torch.Tensor, counts: torch.Tensor
         codebook[dead] = xb[sample_weighted(sq_dist_to_codes(xb, codebook, codes), len(dead), gen)]
         idle[dead] = 0
     return dead
+
+
+@dataclass
+class ResidualOptions(TokenizerConfig):
+    """tokenizer.* of the residual codebook tokenizers (RK-Means, R-VQ): TokenizerConfig's and these."""
+
+    normalize_residuals: bool = True  # scale each level's residuals to unit norm first (paper)
+    steps_per_level: int = 1000  # layer-wise training steps (paper)
+
+    LIMITS: ClassVar[dict[str, tuple]] = {"steps_per_level": at_least(1)}
 
 
 class ResidualCodebookTokenizer(Tokenizer):

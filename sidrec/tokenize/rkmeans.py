@@ -7,14 +7,25 @@ and idle centroids are re-seeded (see ``reseed_idle``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm.auto import tqdm
 
-from sidrec.tokenize.residual import ResidualCodebookTokenizer, cluster_sums, nearest, reseed_idle, seed_codebook
+from sidrec.tokenize.residual import (ResidualCodebookTokenizer, ResidualOptions, cluster_sums, nearest, reseed_idle,
+                                      seed_codebook)
+
+
+@dataclass
+class RKMeansOptions(ResidualOptions):
+    """tokenizer.* of tokenizer.kind=rkmeans."""
+
+    kind: str = "rkmeans"
 
 
 class RKMeansTokenizer(ResidualCodebookTokenizer):
     kind = "rkmeans"
+    options = RKMeansOptions
 
     def _fit_level(self, r: torch.Tensor, gen: torch.Generator, bar: tqdm) -> torch.Tensor:
         n, k, batch = len(r), self.num_codes_per_level, min(self.cfg.batch_size, len(r))

@@ -11,11 +11,15 @@ the first batch's encodings, and idle codewords are re-seeded on current batch r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from sidrec.config import POSITIVE, TokenizerConfig, at_least
 from sidrec.errors import ConfigError
 from sidrec.tokenize.base import Tokenizer
 from sidrec.tokenize.residual import lloyd, nearest, reseed_idle, seed_codebook
@@ -69,8 +73,25 @@ def whitening(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return mean, whiten.float(), unwhiten.float()
 
 
+@dataclass
+class RQVAEOptions(TokenizerConfig):
+    """tokenizer.* of tokenizer.kind=rqvae: TokenizerConfig's options and these."""
+
+    kind: str = "rqvae"
+    lr: float = 1e-3  # learning rate (R-VQ: Adam on the codebooks; RQ-VAE: AdaGrad on the whole model)
+    rqvae_steps: int = 15000  # paper: 15k total steps
+    rqvae_hidden: str = "512,256"  # MLP encoder widths; decoder mirrors them
+    rqvae_latent_dim: int = 64
+    rqvae_beta: float = 0.25  # commitment loss weight
+    whiten: bool = True  # input whitening (paper)
+
+    LIMITS: ClassVar[dict[str, tuple]] = {"lr": POSITIVE, "rqvae_beta": at_least(0),
+                                          **{name: at_least(1) for name in ("rqvae_steps", "rqvae_latent_dim")}}
+
+
 class RQVAETokenizer(Tokenizer):
     kind = "rqvae"
+    options = RQVAEOptions
 
     def __init__(self, cfg):
         super().__init__(cfg)

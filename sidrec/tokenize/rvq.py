@@ -7,14 +7,30 @@ idle codewords re-seeded (see ``reseed_idle``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 from tqdm.auto import tqdm
 
-from sidrec.tokenize.residual import ResidualCodebookTokenizer, cluster_sums, nearest, reseed_idle, seed_codebook
+from sidrec.config import POSITIVE
+from sidrec.tokenize.residual import (ResidualCodebookTokenizer, ResidualOptions, cluster_sums, nearest, reseed_idle,
+                                      seed_codebook)
+
+
+@dataclass
+class RVQOptions(ResidualOptions):
+    """tokenizer.* of tokenizer.kind=rvq: ResidualOptions and the codebooks' learning rate."""
+
+    kind: str = "rvq"
+    lr: float = 1e-3  # learning rate (R-VQ: Adam on the codebooks; RQ-VAE: AdaGrad on the whole model)
+
+    LIMITS: ClassVar[dict[str, tuple]] = {**ResidualOptions.LIMITS, "lr": POSITIVE}
 
 
 class RVQTokenizer(ResidualCodebookTokenizer):
     kind = "rvq"
+    options = RVQOptions
 
     def _fit_level(self, r: torch.Tensor, gen: torch.Generator, bar: tqdm) -> torch.Tensor:
         n, k, batch = len(r), self.num_codes_per_level, min(self.cfg.batch_size, len(r))
