@@ -24,7 +24,6 @@ items added twice. A seed that crashes writes ``error.log`` in its folder and th
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 import traceback
@@ -35,10 +34,11 @@ import numpy as np
 from sidrec.data.dataset import MIN_SEQUENCE_LENGTH, Dataset
 from sidrec.errors import ConfigError, DataError
 from sidrec.evaluate.metrics import compute_metrics, paired_difference
-from sidrec.experiments.report import NAMES, mean_and_std, paired_cell, read_experiment, stat_cell
+from sidrec.experiments.report import (NAMES, PAIRED_FIELDS, mean_and_std, paired_cell, paired_cells, read_experiment,
+                                      stat_cell, write_rows_csv)
 from sidrec.experiments.runner import Experiment, record_failure
 from sidrec.experiments.studies import METRICS
-from sidrec.io import atomic_path, write_json, write_text
+from sidrec.io import write_json, write_text
 from sidrec.layout import (COLD_START_DATA, COLD_START_RESULTS, COLD_START_RUN, EXPERIMENT, METRICS as METRICS_FILE,
                            NEW_ITEMS, REPORT, load_metrics)
 
@@ -263,22 +263,14 @@ def cold_start_markdown(exp: dict, seeds: list[dict], rows: list[dict]) -> str:
 def write_cold_start_csv(path: Path, rows: list[dict]) -> None:
     fields = ["group", "row", "label", "seeds", "users_mean"]
     fields += [f"{m}_{s}" for m in (*METRICS, NEW_ITEM_SHARE) for s in ("mean", "std")]
-    fields += ["default"] + [f"{m}_{s}" for m in METRICS for s in ("paired_diff", "ci95_low", "ci95_high")]
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            for r in rows:
-                out = {"group": r["group"], "row": r["name"], "label": r["label"],
-                       "seeds": " ".join(map(str, r["seeds"])), "users_mean": r["users"][0] if r["users"] else "",
-                       "default": int(r["default"])}
-                for m in (*METRICS, NEW_ITEM_SHARE):
-                    out[f"{m}_mean"], out[f"{m}_std"] = r[m] if r[m] else ("", "")
-                for m in METRICS:
-                    p = r["paired"][m]
-                    out[f"{m}_paired_diff"], out[f"{m}_ci95_low"], out[f"{m}_ci95_high"] = \
-                        (p["diff"], p["low"], p["high"]) if p else ("", "", "")
-                writer.writerow(out)
+    out_rows = []
+    for r in rows:
+        out = {"group": r["group"], "row": r["name"], "label": r["label"],
+               "seeds": " ".join(map(str, r["seeds"])), "users_mean": r["users"][0] if r["users"] else ""}
+        for m in (*METRICS, NEW_ITEM_SHARE):
+            out[f"{m}_mean"], out[f"{m}_std"] = r[m] if r[m] else ("", "")
+        out_rows.append({**out, **paired_cells(r)})
+    write_rows_csv(path, fields + PAIRED_FIELDS, out_rows)
 
 
 def write_cold_start_report(study_dir: str | Path) -> dict[str, Path]:

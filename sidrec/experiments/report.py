@@ -140,31 +140,45 @@ def markdown(exp: dict, rows: list[dict], baselines: list[dict] | None = None) -
     return "\n".join(lines) + "\n"
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    fields = ["row", "label", "paper_row", "seeds"]
-    fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "paper")]
-    fields += ["decode_ms_per_user_mean", "decode_ms_per_user_std", "steps_mean", "minutes_mean", "minutes_std"]
-    fields += ["default"] + [f"{m}_{s}" for m in METRICS for s in ("paired_diff", "ci95_low", "ci95_high")]
+PAIRED_FIELDS = ["default"] + [f"{m}_{s}" for m in METRICS for s in ("paired_diff", "ci95_low", "ci95_high")]
+
+
+def paired_cells(row: dict) -> dict:
+    """The PAIRED_FIELDS of a collected row (empty where it has no interval)."""
+    out = {"default": int(row["default"])}
+    for m in METRICS:
+        p = row["paired"][m]
+        out[f"{m}_paired_diff"], out[f"{m}_ci95_low"], out[f"{m}_ci95_high"] = \
+            (p["diff"], p["low"], p["high"]) if p else ("", "", "")
+    return out
+
+
+def write_rows_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """A CSV of ``rows`` (dicts keyed by ``fields``), written to a temp file and renamed."""
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
-            for r in rows:
-                out = {"row": r["name"], "label": r["label"], "paper_row": r["paper_row"] or "",
-                       "seeds": " ".join(map(str, r["seeds"]))}
-                for m in METRICS:
-                    out[f"{m}_mean"], out[f"{m}_std"] = r[m] if r[m] else ("", "")
-                    out[f"{m}_paper"] = r["paper"][m] if r["paper"] else ""
-                t = r["decode_ms_per_user"]
-                out["decode_ms_per_user_mean"], out["decode_ms_per_user_std"] = t if t else ("", "")
-                out["steps_mean"] = r["steps"][0] if r["steps"] else ""
-                out["minutes_mean"], out["minutes_std"] = r["minutes"] if r["minutes"] else ("", "")
-                out["default"] = int(r["default"])
-                for m in METRICS:
-                    p = r["paired"][m]
-                    out[f"{m}_paired_diff"], out[f"{m}_ci95_low"], out[f"{m}_ci95_high"] = \
-                        (p["diff"], p["low"], p["high"]) if p else ("", "", "")
-                writer.writerow(out)
+            writer.writerows(rows)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    fields = ["row", "label", "paper_row", "seeds"]
+    fields += [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "paper")]
+    fields += ["decode_ms_per_user_mean", "decode_ms_per_user_std", "steps_mean", "minutes_mean", "minutes_std"]
+    out_rows = []
+    for r in rows:
+        out = {"row": r["name"], "label": r["label"], "paper_row": r["paper_row"] or "",
+               "seeds": " ".join(map(str, r["seeds"]))}
+        for m in METRICS:
+            out[f"{m}_mean"], out[f"{m}_std"] = r[m] if r[m] else ("", "")
+            out[f"{m}_paper"] = r["paper"][m] if r["paper"] else ""
+        t = r["decode_ms_per_user"]
+        out["decode_ms_per_user_mean"], out["decode_ms_per_user_std"] = t if t else ("", "")
+        out["steps_mean"] = r["steps"][0] if r["steps"] else ""
+        out["minutes_mean"], out["minutes_std"] = r["minutes"] if r["minutes"] else ("", "")
+        out_rows.append({**out, **paired_cells(r)})
+    write_rows_csv(path, fields + PAIRED_FIELDS, out_rows)
 
 
 def plot(path: Path, exp: dict, rows: list[dict]) -> None:
