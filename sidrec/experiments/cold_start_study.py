@@ -26,17 +26,15 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 
 from sidrec.data.dataset import MIN_SEQUENCE_LENGTH, Dataset
-from sidrec.errors import ConfigError, DataError
 from sidrec.evaluate.metrics import compute_metrics, paired_difference
 from sidrec.experiments.report import (NAMES, PAIRED_FIELDS, mean_and_std, paired_cell, paired_cells, read_experiment,
                                       stat_cell, write_rows_csv)
-from sidrec.experiments.runner import Experiment, record_failure
+from sidrec.experiments.runner import Experiment, failures_recorded
 from sidrec.experiments.studies import METRICS
 from sidrec.io import write_json, write_text
 from sidrec.layout import (COLD_START_DATA, COLD_START_RESULTS, COLD_START_RUN, EXPERIMENT, METRICS as METRICS_FILE,
@@ -185,17 +183,11 @@ def run_cold_start_study(exp: Experiment) -> dict:
             print(f"{where}: finished, skipped ({folder})")
             continue
         trained_before = (folder / COLD_START_RUN / METRICS_FILE).exists()
-        try:
+        with failures_recorded(exp, folder, where, counts):
             if full is None:
                 full = load_dataset(build_config(exp.overrides).data)
             write_json(folder / COLD_START_RESULTS, run_seed(exp, full, seed, where))
             counts["trained"] += not trained_before
-        except DataError as exc:
-            raise DataError(f"study cold_start on {exp.dataset}: {exc}") from None
-        except (KeyboardInterrupt, ConfigError):
-            raise
-        except Exception:  # one failed seed must not lose the others; the report shows what finished
-            record_failure(folder, where, counts, traceback.format_exc())
     paths = write_cold_start_report(exp.directory)
     return {**counts, **{k: str(v) for k, v in paths.items()}}
 

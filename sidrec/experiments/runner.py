@@ -15,6 +15,7 @@ free-form row) adopts its model and tests it again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -287,10 +288,25 @@ def record_failure(run_dir: Path, where: str, counts: dict, text: str) -> None:
     print(f"{where}: FAILED, see {run_dir / ERROR_LOG}", flush=True)
 
 
+@contextlib.contextmanager
+def failures_recorded(exp: Experiment, run_dir: Path, where: str, counts: dict):
+    """Around one run of a study: bad data stops the study (naming it), a bad setting or an
+    interrupt stops it as is, any other failure is recorded (``record_failure``) and the study goes
+    on: one failed run must not lose the others; the report shows what finished."""
+    try:
+        yield
+    except DataError as exc:
+        raise DataError(f"study {exp.study.name} on {exp.dataset}: {exc}") from None
+    except (KeyboardInterrupt, ConfigError):
+        raise
+    except Exception:
+        record_failure(run_dir, where, counts, traceback.format_exc())
+
+
 def _run_in_process(exp: Experiment, cfg: RunConfig, run_dir: Path, where: str, counts: dict) -> None:
     from sidrec.pipeline import run
 
-    try:
+    with failures_recorded(exp, run_dir, where, counts):
         if not (run_dir / METRICS).exists():
             start = time.perf_counter()
             run(cfg)
@@ -298,12 +314,6 @@ def _run_in_process(exp: Experiment, cfg: RunConfig, run_dir: Path, where: str, 
             publish_shared(exp.shared, cfg, run_dir)
             print(f"{where}: done in {time.perf_counter() - start:.0f} s", flush=True)
         _after_training(exp, run_dir, counts)
-    except DataError as exc:
-        raise DataError(f"study {exp.study.name} on {exp.dataset}: {exc}") from None
-    except (KeyboardInterrupt, ConfigError):
-        raise
-    except Exception:  # one failed run must not lose the others; the report shows what finished
-        record_failure(run_dir, where, counts, traceback.format_exc())
 
 
 def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict) -> None:
