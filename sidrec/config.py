@@ -532,7 +532,7 @@ def check_limits(cfg) -> None:
             raise ConfigError(f"{key}={value!r}: expected {kind} {expected}")
 
 
-def _coerce(value: str, typ, key: str):
+def coerce_override(value: str, typ, key: str):
     if typ is bool:
         low = value.strip().lower()
         if low in ("1", "true", "yes", "on"):
@@ -572,7 +572,7 @@ def set_value(cfg, key: str, value: str, skip_other_options: bool = False) -> No
             if p and part == p.key:
                 setattr(parent, parts[i - 1], p.switch(obj, value))
             else:
-                setattr(obj, part, _coerce(value, typ, key))
+                setattr(obj, part, coerce_override(value, typ, key))
         else:
             parent, obj = obj, getattr(obj, part)
 

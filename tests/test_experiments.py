@@ -85,6 +85,21 @@ def test_the_report_has_the_baselines_on_the_same_data(study):
     assert [r["row"] for r in _read_csv(d / "report.csv")] == ["constrained", "free_form"]  # study rows only
 
 
+def test_the_study_trains_sasrec_at_its_seeds_without_a_time_limit(study):
+    base = study["dir"] / "baselines" / "sasrec"
+    metrics = json.loads((base / "seed-0" / "metrics.json").read_text())
+    config = json.loads((base / "seed-0" / "config.json").read_text())
+    assert metrics["model"] == "sasrec" and metrics["seed"] == 0
+    assert config["preset"] == "tiny" and config["sasrec"]["max_minutes"] == 0
+    assert config["data"]["path"] == str(study["data"]) and config["eval"]["ks"] == "5,10"
+    summary = json.loads((base / "summary.json").read_text())
+    assert summary["seeds"] == [0] and summary["mean_std"]["recall@10"][0] == metrics["recall@10"]
+    line = next(line for line in (study["dir"] / "report.md").read_text().splitlines()
+                if line.startswith("| SASRec"))
+    assert line.startswith("| SASRec (`sidrec sasrec`) | 0 | ")
+    assert line.endswith(" | ".join(f"{metrics[m]:.4f} ± 0.0000" for m in METRICS) + " |")
+
+
 def test_report_paper_column_matches_the_stored_tables(study):
     rows = _read_csv(study["dir"] / "report.csv")
     text = (study["dir"] / "report.md").read_text()
@@ -172,9 +187,15 @@ def test_a_row_identical_to_a_finished_run_of_another_study_reuses_it(shared_roo
     metrics = json.loads((adopted / "metrics.json").read_text())
     assert metrics.pop("reused_from") == str(twin) and metrics == json.loads((twin / "metrics.json").read_text())
     assert json.loads((adopted / "config.json").read_text())["run_dir"] == str(adopted)
-    # a different seed is a different run
-    assert run_experiment(parse_experiment_args(_args("dedup", shared_root["data"], root, *extra, "seeds=1,2")))[
-        "reused"] == 0
+    # so is the SASRec baseline, trained by the first study
+    sasrec = exp.directory / "baselines" / "sasrec" / "seed-0"
+    assert json.loads((sasrec / "metrics.json").read_text())["reused_from"] == str(
+        root / "augmentation-tiny" / "baselines" / "sasrec" / "seed-0")
+    # a different seed is a different run; sasrec=false leaves SASRec out
+    exp = parse_experiment_args(_args("dedup", shared_root["data"], root, *extra, "seeds=1,2", "sasrec=false"))
+    assert run_experiment(exp)["reused"] == 0
+    assert not (exp.directory / "baselines" / "sasrec" / "seed-1").exists()
+    assert json.loads((exp.directory / "baselines" / "sasrec" / "summary.json").read_text())["seeds"] == [0]
 
 
 def test_parallel_runs_in_subprocesses_share_the_first_runs_artifacts(shared_root, tmp_path, monkeypatch):
@@ -189,6 +210,18 @@ def test_parallel_runs_in_subprocesses_share_the_first_runs_artifacts(shared_roo
     for name in ("embeddings.npy", "sid_table.npz"):
         assert all(os.path.samefile(runs[0] / name, run / name) for run in runs)
     assert len(_read_csv(exp.directory / "report.csv")) == 5
+
+
+def test_parallel_trains_the_sasrec_seeds_in_subprocesses(shared_root, tmp_path, monkeypatch):
+    from sidrec.experiments.runner import run_baselines
+
+    monkeypatch.setenv("SIDREC_CACHE_DIR", str(shared_root["cache"]))
+    exp = parse_experiment_args(_args("decoding", shared_root["data"], tmp_path / "runs", "seeds=2", "parallel=2"))
+    run_baselines(exp)
+    base = exp.directory / "baselines" / "sasrec"
+    assert all((base / f"seed-{s}" / "run.log").exists() for s in (0, 1))
+    summary = json.loads((base / "summary.json").read_text())
+    assert summary["seeds"] == [0, 1] and [r["seed"] for r in summary["runs"]] == [0, 1]
 
 
 def test_a_half_finished_study_reports_what_finished(tmp_path):
@@ -241,6 +274,8 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
         parse_experiment_args(["tokenizer", "model.nope=1", f"root={tmp_path}"])
     with pytest.raises(ConfigError, match="budget"):
         parse_experiment_args(["tokenizer", "budget=huge", f"root={tmp_path}"])
+    with pytest.raises(ConfigError, match="sasrec='maybe'"):
+        parse_experiment_args(["tokenizer", "sasrec=maybe", f"root={tmp_path}"])
     assert main(["report", str(tmp_path)]) == 2
     assert "experiment.json" in capsys.readouterr().err
     assert main(["experiment", "list"]) == 0

@@ -232,8 +232,8 @@ def markdown(results: list[dict], root: Path, dataset: str, metric: str, baselin
             quoted.append(key)
             lines.append(f"- Table {key[0]} (`{r['study']}`): \"{key[1]}\".")
     lines += ["", "## Baselines for scale", "",
-              "The baselines each study ran on its own data, split and metrics (no training, deterministic; "
-              "SASRec where a finished `sidrec sasrec run_dir=<study>/baselines/sasrec` exists):", ""]
+              "The baselines each study ran on its own data, split and metrics: popularity and the text lookup "
+              "(no training, deterministic) and SASRec (the mean over the study's seeds):", ""]
     if not baselines:
         lines.append("None yet: no study has been run under this root.")
     else:

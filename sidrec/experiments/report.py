@@ -14,7 +14,7 @@ from sidrec.errors import ArtifactError
 from sidrec.evaluate.metrics import paired_difference
 from sidrec.experiments.studies import METRICS, paper_value
 from sidrec.io import atomic_path, write_text
-from sidrec.layout import BASELINES, EXPERIMENT, METRICS as METRICS_FILE, REPORT, TIMING, load_metrics
+from sidrec.layout import BASELINES, EXPERIMENT, METRICS as METRICS_FILE, REPORT, SUMMARY, TIMING, load_metrics
 
 NAMES = {"recall@5": "Recall@5", "recall@10": "Recall@10", "ndcg@5": "NDCG@5", "ndcg@10": "NDCG@10"}
 
@@ -70,18 +70,31 @@ def collect(study_dir: Path) -> tuple[dict, list[dict]]:
 
 BASELINE_LABELS = {"popularity": "Most popular (`sidrec popularity`)",
                    "lookup": "Text lookup, last item, history excluded (`sidrec lookup`)",
-                   # not run by the study (it trains): `sidrec sasrec run_dir=<study>/baselines/sasrec` adds the row
                    "sasrec": "SASRec (`sidrec sasrec`)"}
 
 
 def collect_baselines(study_dir: Path) -> list[dict]:
-    """The finished baseline runs under ``<study>/baselines/`` (``run_baselines``), in a fixed order."""
+    """The finished baseline runs under ``<study>/baselines/`` (``run_baselines``), in a fixed order:
+    one run (popularity, lookup; SASRec run by hand) or, for SASRec, the seeds its ``summary.json``
+    averages (``metric`` = the mean, ``metric_std``, ``seeds``)."""
     rows = []
     for name, label in BASELINE_LABELS.items():
         run_dir = study_dir / BASELINES / name
-        if (run_dir / METRICS_FILE).exists():
+        if (run_dir / SUMMARY).exists():
+            summary = json.loads((run_dir / SUMMARY).read_text())
+            row = {"name": name, "label": label, "seeds": summary["seeds"]}
+            for m, (mean, std) in summary["mean_std"].items():
+                row[m], row[f"{m}_std"] = mean, std
+            rows.append(row)
+        elif (run_dir / METRICS_FILE).exists():
             rows.append({"name": name, "label": label, **load_metrics(run_dir)})
     return rows
+
+
+def baseline_cell(b: dict, m: str) -> str:
+    if m not in b:
+        return "—"
+    return f"{b[m]:.4f} ± {b[f'{m}_std']:.4f}" if f"{m}_std" in b else f"{b[m]:.4f}"
 
 
 def stat_cell(stat) -> str:
@@ -133,10 +146,13 @@ def markdown(exp: dict, rows: list[dict], baselines: list[dict] | None = None) -
               f"Overrides for every run: `{' '.join(exp['overrides'])}`. Per row: "
               + "; ".join(f"{r['name']}: `{' '.join(o['overrides'])}`" for r, o in zip(rows, exp["rows"])) + "."]
     if baselines:
-        lines += ["", "Baselines on the same data, split and metrics (no training, deterministic: no seeds):", "",
-                  "| baseline | " + " | ".join(NAMES[m] for m in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-        lines += ["| " + " | ".join([b["label"], *(f"{b[m]:.4f}" if m in b else "—" for m in METRICS)]) + " |"
-                  for b in baselines]
+        lines += ["", "Baselines on the same data, split and metrics. Popularity and the lookup do not train "
+                  "(deterministic: no seeds); SASRec trains with its own defaults (early stopping on validation "
+                  "NDCG@10, no time limit), mean ± std over the seeds shown:", "",
+                  "| baseline | seeds | " + " | ".join(NAMES[m] for m in METRICS) + " |",
+                  "|---|---|" + "---|" * len(METRICS)]
+        lines += ["| " + " | ".join([b["label"], " ".join(map(str, b["seeds"])) if "seeds" in b else "—",
+                                     *(baseline_cell(b, m) for m in METRICS)]) + " |" for b in baselines]
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ free-form row) adopts its model and tests it again.
     runs/experiments/<study>-<dataset>/experiment.json        what was asked (rebuilds the report)
     runs/experiments/<study>-<dataset>/<row>/seed-<s>/        a normal run directory (metrics.json)
     runs/experiments/<study>-<dataset>/baselines/{popularity,lookup}/  the baselines' runs (report rows)
+    runs/experiments/<study>-<dataset>/baselines/sasrec/seed-<s>/    SASRec per seed, summary.json
     runs/experiments/<study>-<dataset>/report.{md,csv,png}
     runs/experiments/_shared/{data,emb,sid}-<key>/            artifacts shared across rows and studies
 """
@@ -24,7 +25,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidrec.config import RunConfig, build_config, merge_overrides, parse_overrides, parse_seeds
+from sidrec.config import RunConfig, coerce_override, build_config, merge_overrides, parse_overrides, parse_seeds
 from sidrec.errors import ConfigError, DataError
 from sidrec.experiments.studies import OWN_STUDIES, STUDIES, Study, get_study
 from sidrec.io import write_json
@@ -51,6 +52,7 @@ class Experiment:
     warm_users: int = 2000  # cold-start study: warm test users sampled for context (0 = none)
     parallel: int = 1  # runs at once (each in its own process)
     gpus: list[str] = dataclasses.field(default_factory=list)  # CUDA_VISIBLE_DEVICES per process, round-robin
+    sasrec: bool = True  # train the SASRec baseline at the study's seeds (sasrec=false: popularity and lookup only)
 
     def run_dir(self, row: str, seed: int) -> Path:
         return self.directory / row / f"seed-{seed}"
@@ -89,7 +91,7 @@ def parse_experiment_args(args: list[str]) -> Experiment:
         raise ConfigError(f"sidrec experiment needs a study first: sidrec experiment <study> dataset=<name> ... "
                           f"(studies: {', '.join(STUDIES + OWN_STUDIES)})")
     name, options, overrides = args[0], {}, []
-    own = {"dataset", "seeds", "budget", "root", "encoders", "paper_dataset", "timing_users", "parallel", "gpus",
+    own = {"dataset", "seeds", "budget", "root", "encoders", "paper_dataset", "timing_users", "parallel", "gpus", "sasrec",
            *COLD_START_OPTIONS}
     for key, value in parse_overrides(args[1:]):
         if key in own:
@@ -124,6 +126,7 @@ def parse_experiment_args(args: list[str]) -> Experiment:
     gpus = [g.strip() for g in options.get("gpus", "").split(",") if g.strip()]
     experiment.gpus = gpus
     experiment.parallel = int(options.get("parallel", str(max(len(gpus), 1))))
+    experiment.sasrec = coerce_override(options.get("sasrec", "true"), bool, "sasrec")
     if experiment.parallel < 1:
         raise ConfigError(f"parallel={experiment.parallel}: expected >= 1")
     if experiment.parallel > 1 and study.kind == "cold_start":
@@ -359,7 +362,7 @@ def run_baselines(exp: Experiment) -> None:
     """Popularity and the text lookup (``sidrec popularity`` / ``sidrec lookup``) on the study's
     data, split and metrics, into ``<study>/baselines/<name>`` for the report. Deterministic and
     seconds long, so run once (not per seed) and skipped when finished; a failure is reported, not
-    fatal to the study."""
+    fatal to the study. Then SASRec (``run_sasrec_baseline``) unless ``sasrec=false``."""
     from sidrec.baselines import run_lookup, run_popularity
     from sidrec.config import build_lookup_config, build_popularity_config
     from sidrec.errors import SidrecError
@@ -375,6 +378,89 @@ def run_baselines(exp: Experiment) -> None:
             run(build(common + extra + [f"run_dir={run_dir}"]), progress=False)
         except SidrecError as exc:
             print(f"warning: baseline {name} failed, left out of the report: {exc}")
+    if exp.sasrec:
+        run_sasrec_baseline(exp, common)
+
+
+def sasrec_overrides(exp: Experiment, common: list[str]) -> list[str]:
+    """SASRec as its own docs run it (its preset for the study's budget, early stopping on validation
+    NDCG@10), without the wall-clock cap, so its result does not depend on the machine's load."""
+    from sidrec.config import SASREC_PRESETS
+
+    preset = [f"preset={exp.budget}"] if exp.budget in SASREC_PRESETS else []
+    return [*preset, *common, "sasrec.max_minutes=0"]
+
+
+def run_sasrec_baseline(exp: Experiment, common: list[str]) -> None:
+    """SASRec at the study's seeds in ``<study>/baselines/sasrec/seed-<s>`` and their mean ± std in
+    its ``summary.json`` (what ``sidrec sasrec seeds=... run_dir=<study>/baselines/sasrec`` writes).
+    It trains, so a seed already trained with the same config by another study under the same root
+    is adopted, as the study rows are; ``parallel`` seeds train at once."""
+    from sidrec.baselines.common import run_seeds
+    from sidrec.baselines.sasrec import run_sasrec
+    from sidrec.config import build_sasrec_config
+    from sidrec.errors import SidrecError
+    from sidrec.subprocesses import run_pool
+
+    base, overrides = exp.directory / BASELINES / "sasrec", sasrec_overrides(exp, common)
+
+    def config(seed: int):
+        return build_sasrec_config([*overrides, f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])
+
+    todo = []
+    for seed in exp.seeds:
+        cfg = config(seed)
+        run_dir = Path(cfg.run_dir)
+        if (run_dir / METRICS).exists():
+            continue
+        twin = find_baseline_twin(exp.directory.parent, cfg, run_dir)
+        if twin is not None:
+            adopt_baseline_twin(twin, cfg, run_dir)
+            print(f"baseline sasrec seed={seed}: same config as the finished run {twin}, reused", flush=True)
+        else:
+            todo.append(seed)
+    try:
+        if exp.parallel > 1 and len(todo) > 1:
+            def done(seed: int, status: int) -> None:
+                if status != 0:
+                    print(f"warning: baseline sasrec seed={seed} failed (exit {status}); output in "
+                          f"{base / f'seed-{seed}' / RUN_LOG}", flush=True)
+
+            run_pool(todo, exp.parallel, lambda s: ["sasrec", *overrides, f"seed={s}", f"run_dir={base / f'seed-{s}'}"],
+                     lambda s: base / f"seed-{s}" / RUN_LOG, done)
+        if todo:
+            print(f"baseline sasrec: seeds {', '.join(map(str, todo))} in {base}", flush=True)
+        run_seeds("SASRec", build_sasrec_config, lambda cfg: run_sasrec(cfg, progress=False), overrides, exp.seeds,
+                  base)
+    except SidrecError as exc:
+        print(f"warning: baseline sasrec failed, left out of the report: {exc}")
+
+
+def find_baseline_twin(root: Path, cfg, run_dir: Path) -> Path | None:
+    """A finished SASRec baseline of another study under ``root`` with the same config (but run_dir)."""
+    import json
+
+    want = {k: v for k, v in cfg.to_dict().items() if k != "run_dir"}
+    for metrics in sorted(root.glob(f"*/{BASELINES}/{run_dir.parent.name}/seed-*/{METRICS}")):
+        other = metrics.parent
+        if other.resolve() == run_dir.resolve():
+            continue
+        config = json.loads((other / CONFIG).read_text())
+        if {k: v for k, v in config.items() if k != "run_dir"} == want:
+            return other
+    return None
+
+
+def adopt_baseline_twin(twin: Path, cfg, run_dir: Path) -> None:
+    from sidrec.layout import load_metrics
+    from sidrec.pipeline import save_config
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for path in twin.iterdir():
+        if path.is_file() and not path.is_symlink() and path.name not in (CONFIG, METRICS):
+            _link(path, run_dir / path.name)
+    save_config(cfg, run_dir)
+    write_json(run_dir / METRICS, {**load_metrics(twin), "reused_from": str(twin)})
 
 
 def run_experiment(exp: Experiment, progress: bool = True) -> dict:
