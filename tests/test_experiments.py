@@ -373,3 +373,16 @@ def test_a_run_written_before_the_tokenizers_declared_their_options_is_still_a_t
         assert find_twin(root, cfg, Path(run_dir)) == twin
     cfg = build_config(["preset=cpu-encdec", f"tokenizer.kind={kind}", "tokenizer.num_levels=4"])
     assert find_twin(root, cfg, root / "x") is None
+
+
+def test_the_extra_rqvae_row_keeps_the_papers_step_ratio_at_every_budget(tmp_path):
+    def rows(*args):
+        exp = parse_experiment_args(["tokenizer", f"root={tmp_path}", *args])
+        return {r.name: exp.config(r, 0).tokenizer for r in exp.study.rows}
+
+    cpu = rows("budget=cpu")
+    assert cpu["rqvae_5x"].rqvae_steps == 5 * 3 * cpu["rkmeans"].steps_per_level == 4500
+    assert cpu["rqvae"].rqvae_steps == 2000  # the preset's own RQ-VAE row is unchanged
+    paper = rows("budget=paper")  # the paper's 15k: the same run as the rqvae row
+    assert paper["rqvae_5x"] == paper["rqvae"]
+    assert rows("budget=cpu", "tokenizer.num_levels=2")["rqvae_5x"].rqvae_steps == 5 * 2 * 300

@@ -112,7 +112,8 @@ def parse_experiment_args(args: list[str]) -> Experiment:
         data.append("data.format=bundled")
     study = get_study(name, encoders=options.get("encoders", "all-MiniLM-L6-v2"),
                       codes_divisor=TINY_CODES_DIVISOR if budget == "tiny" else 1,
-                      reserved_share=_share("reserve", options.get("reserve", "0.2")))
+                      reserved_share=_share("reserve", options.get("reserve", "0.2")),
+                      rkmeans_steps=_rkmeans_steps(BUDGETS[budget], overrides))
     given_cold_start = [k for k in COLD_START_OPTIONS if k in options]
     if given_cold_start and study.kind != "cold_start":
         raise ConfigError(f"{given_cold_start[0]}= is an option of the cold_start study, not of {name}")
@@ -134,6 +135,13 @@ def parse_experiment_args(args: list[str]) -> Experiment:
                           "supported (train.accelerator= picks the device)")
     build_config(experiment.overrides)  # fail now on a bad key, not after the first row
     return experiment
+
+
+def _rkmeans_steps(preset: str, overrides: list[str]) -> int:
+    """RK-Means training steps over all levels under ``preset`` and the study's tokenizer overrides."""
+    keys = ("tokenizer.steps_per_level", "tokenizer.num_levels")
+    cfg = build_config([f"preset={preset}", "tokenizer.kind=rkmeans", *(o for o in overrides if o.startswith(keys))])
+    return cfg.tokenizer.steps_per_level * cfg.tokenizer.num_levels
 
 
 def _warm_users(value: str) -> int:
