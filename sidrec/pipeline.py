@@ -159,7 +159,7 @@ def embed(cfg: RunConfig, run_dir: Path, dataset: Dataset) -> np.ndarray:
 
 def tokenize(cfg: RunConfig, run_dir: Path, embeddings: np.ndarray, progress: bool = True):
     from sidrec.tokenize import build_tokenizer, load_tokenizer
-    from sidrec.tokenize.diagnostics import format_diagnostics, sid_diagnostics
+    from sidrec.tokenize.diagnostics import format_diagnostics, neighbour_agreement, sid_diagnostics
     from sidrec.tokenize.sid_table import SIDTable
 
     t = cfg.tokenizer
@@ -180,6 +180,7 @@ def tokenize(cfg: RunConfig, run_dir: Path, embeddings: np.ndarray, progress: bo
     diagnostics["fit_encode_seconds"] = round(seconds, 2)
     diagnostics["tokenizer"] = t.kind
     diagnostics["unique_sids_after_dedup"] = int(len(np.unique(sid_table.sids, axis=0)))
+    diagnostics["neighbour_agreement"] = neighbour_agreement(codes, embeddings)
     tokenizer.save(run_dir / TOKENIZER)
     sid_table.save(table_path)
     write_json(run_dir / SID_DIAGNOSTICS, diagnostics)

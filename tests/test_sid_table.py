@@ -129,6 +129,20 @@ def test_diagnostics_skewed_usage_and_no_reconstruction():
     assert "n/a" in format_diagnostics(diag)
 
 
+def test_neighbour_agreement_counts_items_whose_text_neighbour_shares_their_prefix():
+    from sidrec.tokenize.diagnostics import neighbour_agreement
+
+    # two tight pairs far apart: 0~1, 2~3 (cosine); pair 0-1 shares both codes, pair 2-3 the first only
+    embeddings = np.array([[1, 0, 0], [0.99, 0.1, 0], [0, 0, 1], [0, 0.1, 0.99]])
+    codes = np.array([[0, 0], [0, 0], [1, 2], [1, 3]])
+    assert neighbour_agreement(codes, embeddings) == [1.0, 0.5]
+    swapped = np.array([[0, 0], [1, 0], [1, 2], [1, 3]])  # item 0's neighbour (1) has another first code
+    assert neighbour_agreement(swapped, embeddings) == [0.5, 0.0]  # a later level needs the earlier ones
+    assert neighbour_agreement(codes, embeddings, max_queries=2) == [1.0, 0.5]  # items 0 and 3 asked
+    diag = {**sid_diagnostics(codes, 4, None), "neighbour_agreement": [1.0, 0.5]}
+    assert "text neighbour shares   1 code 100.0%, 2 codes 50.0%" in format_diagnostics(diag)
+
+
 def test_dedup_reserve_leaves_digit_values_for_added_items(tmp_path):
     codes = np.array([[0, 1], [0, 1], [2, 3]])
     table = SIDTable.build(codes, 4, "extra_digit", reserve=2)
