@@ -20,7 +20,7 @@ from sidrec.page import explore
 from sidrec.layout import PAGE_MAP
 from sidrec.page.explore import CatalogView, TitleIndex
 from sidrec.recommender import Recommender
-from sidrec.tokenize.diagnostics import sid_diagnostics
+from sidrec.tokenize.diagnostics import neighbour_agreement, sid_diagnostics
 
 KEY = "page-key-0123"
 STATIC = Path(explore.__file__).with_name("static")
@@ -140,6 +140,8 @@ def test_codebook_statistics(run_copy):
     expected = sid_diagnostics(view.codes, view.sid_table.num_codes_per_level, None)
     assert book["utilisation"] == expected["utilisation"] and book["perplexity"] == expected["perplexity"]
     assert book["collision_rate"] == expected["collision_rate"]
+    assert book["neighbour_agreement"] == neighbour_agreement(view.codes, view.unit, 2000)
+    assert 0 <= book["neighbour_agreement"][-1] <= book["neighbour_agreement"][0] <= 1
     assert all(sum(usage) == view.num_items for usage in book["usage"])
     sizes = [g["count"] for g in book["largest_groups"]]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] == expected["max_collision_group"]
@@ -435,6 +437,7 @@ def test_the_codebook_view_in_a_browser(page):
     shown(page, "#/codebook", "codebook")
     assert page.locator("#levels tr").count() == 4  # a header and 3 levels
     assert page.locator("#groups .level").count() >= 1
+    assert "nearest item by text has the same first code for" in page.locator("main").inner_text()
     # the map is drawn: the canvas holds coloured points
     coloured = page.evaluate("""() => {
         const c = document.getElementById('map-canvas');

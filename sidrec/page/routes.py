@@ -153,6 +153,8 @@ class Codebook(BaseModel):
     max_collision_group: int
     colliding_groups: int
     largest_groups: list[CollisionGroup]
+    neighbour_agreement: list[float] = Field(
+        ..., description="per level l: share of items whose nearest item by text has the same first l codes")
 
 
 class ItemMap(BaseModel):

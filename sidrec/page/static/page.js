@@ -364,7 +364,10 @@
             : " (no de-dup digit: colliding items share a SID)") + "."),
         stats,
         el("p", {}, `${number(book.distinct_codes)} distinct codes; ${percent(book.collision_rate)} of the items share ` +
-          `their code with another (${number(book.colliding_groups)} groups, the largest of ${book.max_collision_group}).`)),
+          `their code with another (${number(book.colliding_groups)} groups, the largest of ${book.max_collision_group}).`),
+        el("p", {}, "An item's nearest item by text has the same " + book.neighbour_agreement.map((share, level) =>
+          `first ${level ? `${level + 1} codes` : "code"} for ${percent(share)}`).join(", ") +
+          " of the items (SIDs that keep text neighbours together give the model something to generalise from).")),
       el("div", {class: "columns"},
         el("div", {class: "card", id: "map"}, el("h2", {}, "The items on two principal components"),
           el("p", {class: "muted"}, `Text embeddings projected on their first two principal components ` +
