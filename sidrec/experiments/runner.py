@@ -169,6 +169,14 @@ def _link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def _link_run_files(twin: Path, run_dir: Path, own: tuple[str, ...]) -> None:
+    """Links a finished run's files into ``run_dir``, except those the adopting run writes itself."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for path in twin.iterdir():
+        if path.is_file() and not path.is_symlink() and path.name not in own:
+            _link(path, run_dir / path.name)
+
+
 def _link_stage(src: Path, dst: Path, files: tuple[str, ...]) -> bool:
     """Links a stage's files from ``src`` to ``dst`` when ``src`` has them all and ``dst`` does not."""
     if not all((src / f).exists() for f in files) or all((dst / f).exists() for f in files):
@@ -231,10 +239,7 @@ def adopt_twin(twin: Path, cfg: RunConfig, run_dir: Path) -> bool:
     from sidrec.layout import load_metrics
     from sidrec.pipeline import run, save_config
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for path in twin.iterdir():
-        if path.is_file() and not path.is_symlink() and path.name not in (CONFIG, METRICS, TIMING):
-            _link(path, run_dir / path.name)
+    _link_run_files(twin, run_dir, (CONFIG, METRICS, TIMING))
     save_config(cfg, run_dir)
     retest = _comparable(load_config(twin / CONFIG)) != _comparable(cfg)
     metrics = {k: v for k, v in run(cfg).items() if k != "run_dir"} if retest else load_metrics(twin)
@@ -463,10 +468,7 @@ def adopt_baseline_twin(twin: Path, cfg, run_dir: Path) -> None:
     from sidrec.layout import load_metrics
     from sidrec.pipeline import save_config
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for path in twin.iterdir():
-        if path.is_file() and not path.is_symlink() and path.name not in (CONFIG, METRICS):
-            _link(path, run_dir / path.name)
+    _link_run_files(twin, run_dir, (CONFIG, METRICS))
     save_config(cfg, run_dir)
     write_json(run_dir / METRICS, {**load_metrics(twin), "reused_from": str(twin)})
 
