@@ -198,7 +198,7 @@ def test_a_row_identical_to_a_finished_run_of_another_study_reuses_it(shared_roo
     assert json.loads((exp.directory / "baselines" / "sasrec" / "summary.json").read_text())["seeds"] == [0]
 
 
-def test_parallel_runs_in_subprocesses_share_the_first_runs_artifacts(shared_root, tmp_path, monkeypatch):
+def test_parallel_runs_in_subprocesses_share_the_first_runs_artifacts(shared_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SIDREC_CACHE_DIR", str(shared_root["cache"]))
     exp = parse_experiment_args(_args("architecture", shared_root["data"], tmp_path / "runs", "parallel=2",
                                       "train.max_steps=4", "train.val_every=2"))
@@ -210,6 +210,12 @@ def test_parallel_runs_in_subprocesses_share_the_first_runs_artifacts(shared_roo
     for name in ("embeddings.npy", "sid_table.npz"):
         assert all(os.path.samefile(runs[0] / name, run / name) for run in runs)
     assert len(_read_csv(exp.directory / "report.csv")) == 5
+    # SASRec trained in the same pool as the rows, before them (the longest job first), not after them alone
+    out = capsys.readouterr().out
+    sasrec = exp.directory / "baselines" / "sasrec" / "seed-0"
+    assert (sasrec / "run.log").exists() and (sasrec / "metrics.json").exists()
+    assert out.index("baseline sasrec seed=0: started") < out.index("row=decoder_only seed=0: started")
+    assert "| SASRec (`sidrec sasrec`) | 0 | " in (exp.directory / "report.md").read_text()
 
 
 def test_parallel_trains_the_sasrec_seeds_in_subprocesses(shared_root, tmp_path, monkeypatch):

@@ -24,6 +24,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from sidrec.config import RunConfig, coerce_override, build_config, merge_overrides, parse_overrides, parse_seeds
 from sidrec.errors import ConfigError, DataError
@@ -332,32 +333,43 @@ def _run_in_process(exp: Experiment, cfg: RunConfig, run_dir: Path, where: str, 
         _after_training(exp, run_dir, counts)
 
 
-def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict) -> None:
-    """``parallel`` runs at once (``sidrec.subprocesses.run_pool``), each with its own GPU (``gpus=0,1``)."""
+@dataclass
+class PoolJob:
+    """One ``sidrec`` command in a study's subprocess pool (a row's run or a SASRec seed):
+    ``start(slot)`` prepares it and returns its environment, ``end(status)`` takes its exit status."""
+    args: list[str]
+    log: Path
+    start: Callable[[int], dict | None]
+    end: Callable[[int], None]
+
+
+def run_pool_jobs(jobs: list[PoolJob], parallel: int) -> None:
     from sidrec.subprocesses import run_pool
 
-    for job in [j for j in jobs if (j[3] / METRICS).exists()]:  # trained before, only the timing is missing
-        _run_in_process(exp, *job[2:], counts)
-    jobs = [j for j in jobs if not (j[3] / METRICS).exists()]
-    started = {}
+    run_pool(jobs, parallel, lambda j: j.args, lambda j: j.log, lambda j, status: j.end(status),
+             lambda j, slot: j.start(slot))
 
-    def launch(job, slot: int) -> dict:
-        row, seed, cfg, run_dir, where = job
+
+def row_pool_job(exp: Experiment, job: tuple, counts: dict) -> PoolJob:
+    """A study row's run in its own process, with its own GPU (``gpus=0,1``)."""
+    row, seed, cfg, run_dir, where = job
+    started = []
+
+    def start(slot: int) -> dict:
         reused = link_shared(exp.shared, cfg, run_dir)  # what finished runs published meanwhile
         env = dict(os.environ)
         if exp.gpus:
             env["CUDA_VISIBLE_DEVICES"] = exp.gpus[slot % len(exp.gpus)]
-        started[where] = time.perf_counter()
+        started.append(time.perf_counter())
         print(f"{where}: started in {run_dir}" + (f" on GPU {env['CUDA_VISIBLE_DEVICES']}" if exp.gpus else "")
               + (f" (reusing {', '.join(reused)})" if reused else ""), flush=True)
         return env
 
-    def done(job, status: int) -> None:
-        row, seed, cfg, run_dir, where = job
+    def end(status: int) -> None:
         if status == 0 and (run_dir / METRICS).exists():
             counts["trained"] += 1
             publish_shared(exp.shared, cfg, run_dir)
-            print(f"{where}: done in {time.perf_counter() - started[where]:.0f} s", flush=True)
+            print(f"{where}: done in {time.perf_counter() - started[0]:.0f} s", flush=True)
             try:
                 _after_training(exp, run_dir, counts)
             except Exception:
@@ -366,9 +378,22 @@ def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict) -> None:
             record_failure(run_dir, where, counts, f"exit {status}; output in {run_dir / RUN_LOG}\n")
 
     # later overrides win, as in Experiment.config
-    run_pool(jobs, exp.parallel, lambda j: ["run", *merge_overrides([*exp.overrides, *j[0].overrides,
-                                                                     f"seed={j[1]}", f"run_dir={j[3]}"])],
-             lambda j: j[3] / RUN_LOG, done, launch)
+    args = ["run", *merge_overrides([*exp.overrides, *row.overrides, f"seed={seed}", f"run_dir={run_dir}"])]
+    return PoolJob(args, run_dir / RUN_LOG, start, end)
+
+
+def _run_in_subprocesses(exp: Experiment, jobs: list, counts: dict, first: list[PoolJob] = ()) -> None:
+    """``parallel`` runs at once in their own processes: ``first`` (the SASRec seeds, the longest
+    jobs, so that no core idles at the end while one of them finishes alone), then the rows' runs."""
+    for job in [j for j in jobs if (j[3] / METRICS).exists()]:  # trained before, only the timing is missing
+        _run_in_process(exp, *job[2:], counts)
+    run_pool_jobs([*first, *(row_pool_job(exp, j, counts) for j in jobs if not (j[3] / METRICS).exists())],
+                  exp.parallel)
+
+
+def baseline_overrides(exp: Experiment) -> list[str]:
+    """The study's settings a baseline shares: the data, its split and the metrics."""
+    return [o for o in exp.overrides if o.startswith(("data.", "eval.ks="))]
 
 
 def run_baselines(exp: Experiment) -> None:
@@ -380,7 +405,7 @@ def run_baselines(exp: Experiment) -> None:
     from sidrec.config import build_lookup_config, build_popularity_config
     from sidrec.errors import SidrecError
 
-    common = [o for o in exp.overrides if o.startswith(("data.", "eval.ks="))]
+    common = baseline_overrides(exp)
     encoder = [o for o in exp.overrides if o.startswith("encoder.")]
     for name, build, run, extra in (("popularity", build_popularity_config, run_popularity, []),
                                     ("lookup", build_lookup_config, run_lookup, encoder)):
@@ -404,25 +429,14 @@ def sasrec_overrides(exp: Experiment, common: list[str]) -> list[str]:
     return [*preset, *common, "sasrec.max_minutes=0"]
 
 
-def run_sasrec_baseline(exp: Experiment, common: list[str]) -> None:
-    """SASRec at the study's seeds in ``<study>/baselines/sasrec/seed-<s>`` and their mean ± std in
-    its ``summary.json`` (what ``sidrec sasrec seeds=... run_dir=<study>/baselines/sasrec`` writes).
-    It trains, so a seed already trained with the same config by another study under the same root
-    is adopted, as the study rows are; ``parallel`` seeds train at once."""
-    from sidrec.baselines.common import run_seeds
-    from sidrec.baselines.sasrec import run_sasrec
+def sasrec_seeds_to_train(exp: Experiment, common: list[str]) -> list[int]:
+    """The study's seeds without a finished SASRec run, after adopting the finished run of another
+    study under the same root wherever one has the same config (as the study rows are)."""
     from sidrec.config import build_sasrec_config
-    from sidrec.errors import SidrecError
-    from sidrec.subprocesses import run_pool
 
-    base, overrides = exp.directory / BASELINES / "sasrec", sasrec_overrides(exp, common)
-
-    def config(seed: int):
-        return build_sasrec_config([*overrides, f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])
-
-    todo = []
+    base, overrides, todo = exp.directory / BASELINES / "sasrec", sasrec_overrides(exp, common), []
     for seed in exp.seeds:
-        cfg = config(seed)
+        cfg = build_sasrec_config([*overrides, f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])
         run_dir = Path(cfg.run_dir)
         if (run_dir / METRICS).exists():
             continue
@@ -432,19 +446,44 @@ def run_sasrec_baseline(exp: Experiment, common: list[str]) -> None:
             print(f"baseline sasrec seed={seed}: same config as the finished run {twin}, reused", flush=True)
         else:
             todo.append(seed)
-    try:
-        if exp.parallel > 1 and len(todo) > 1:
-            def done(seed: int, status: int) -> None:
-                if status != 0:
-                    print(f"warning: baseline sasrec seed={seed} failed (exit {status}); output in "
-                          f"{base / f'seed-{seed}' / RUN_LOG}", flush=True)
+    return todo
 
-            run_pool(todo, exp.parallel, lambda s: ["sasrec", *overrides, f"seed={s}", f"run_dir={base / f'seed-{s}'}"],
-                     lambda s: base / f"seed-{s}" / RUN_LOG, done)
+
+def sasrec_pool_job(exp: Experiment, common: list[str], seed: int) -> PoolJob:
+    """A SASRec seed in its own process; a failure is a warning (``run_sasrec_baseline`` tries it again)."""
+    run_dir = exp.directory / BASELINES / "sasrec" / f"seed-{seed}"
+
+    def start(slot: int) -> None:
+        print(f"baseline sasrec seed={seed}: started in {run_dir}", flush=True)
+
+    def end(status: int) -> None:
+        if status != 0:
+            print(f"warning: baseline sasrec seed={seed} failed (exit {status}); output in {run_dir / RUN_LOG}",
+                  flush=True)
+
+    return PoolJob(["sasrec", *sasrec_overrides(exp, common), f"seed={seed}", f"run_dir={run_dir}"],
+                   run_dir / RUN_LOG, start, end)
+
+
+def run_sasrec_baseline(exp: Experiment, common: list[str]) -> None:
+    """SASRec at the study's seeds in ``<study>/baselines/sasrec/seed-<s>`` and their mean ± std in
+    its ``summary.json`` (what ``sidrec sasrec seeds=... run_dir=<study>/baselines/sasrec`` writes).
+    Seeds trained by another study under the same root are adopted; ``parallel`` seeds train at
+    once (with ``parallel`` > 1 the study's pool has usually trained them already, next to its rows)."""
+    from sidrec.baselines.common import run_seeds
+    from sidrec.baselines.sasrec import run_sasrec
+    from sidrec.config import build_sasrec_config
+    from sidrec.errors import SidrecError
+
+    base = exp.directory / BASELINES / "sasrec"
+    try:
+        todo = sasrec_seeds_to_train(exp, common)
+        if exp.parallel > 1 and len(todo) > 1:
+            run_pool_jobs([sasrec_pool_job(exp, common, seed) for seed in todo], exp.parallel)
         if todo:
             print(f"baseline sasrec: seeds {', '.join(map(str, todo))} in {base}", flush=True)
-        run_seeds("SASRec", build_sasrec_config, lambda cfg: run_sasrec(cfg, progress=False), overrides, exp.seeds,
-                  base)
+        run_seeds("SASRec", build_sasrec_config, lambda cfg: run_sasrec(cfg, progress=False),
+                  sasrec_overrides(exp, common), exp.seeds, base)
     except SidrecError as exc:
         print(f"warning: baseline sasrec failed, left out of the report: {exc}")
 
@@ -477,7 +516,8 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
     """Run every unfinished (row, seed), then write the report. Returns counts and report paths.
 
     With ``parallel > 1`` the first run goes alone (it computes the dataset and embeddings every
-    other run then shares), the rest run ``parallel`` at a time in their own processes."""
+    other run then shares), the rest run ``parallel`` at a time in their own processes, in one pool
+    with the SASRec seeds still to train."""
     if exp.study.kind == "cold_start":
         from sidrec.experiments.cold_start_study import run_cold_start_study
 
@@ -509,7 +549,11 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
                 jobs.append((row, seed, cfg, run_dir, where))
     for i, (row, seed, cfg, run_dir, where) in enumerate(jobs):
         if exp.parallel > 1 and i > 0:
-            _run_in_subprocesses(exp, jobs[i:], counts)
+            sasrec = []
+            if exp.sasrec:
+                common = baseline_overrides(exp)
+                sasrec = [sasrec_pool_job(exp, common, s) for s in sasrec_seeds_to_train(exp, common)]
+            _run_in_subprocesses(exp, jobs[i:], counts, first=sasrec)
             break
         if not (run_dir / METRICS).exists():
             reused = link_shared(exp.shared, cfg, run_dir)
