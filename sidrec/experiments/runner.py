@@ -429,12 +429,17 @@ def sasrec_overrides(exp: Experiment, common: list[str]) -> list[str]:
     return [*preset, *common, "sasrec.max_minutes=0"]
 
 
+def sasrec_dir(exp: Experiment) -> Path:
+    """Where the study's SASRec baseline lives: ``seed-<s>`` run directories and ``summary.json``."""
+    return exp.directory / BASELINES / "sasrec"
+
+
 def sasrec_seeds_to_train(exp: Experiment, common: list[str]) -> list[int]:
     """The study's seeds without a finished SASRec run, after adopting the finished run of another
     study under the same root wherever one has the same config (as the study rows are)."""
     from sidrec.config import build_sasrec_config
 
-    base, overrides, todo = exp.directory / BASELINES / "sasrec", sasrec_overrides(exp, common), []
+    base, overrides, todo = sasrec_dir(exp), sasrec_overrides(exp, common), []
     for seed in exp.seeds:
         cfg = build_sasrec_config([*overrides, f"seed={seed}", f"run_dir={base / f'seed-{seed}'}"])
         run_dir = Path(cfg.run_dir)
@@ -451,7 +456,7 @@ def sasrec_seeds_to_train(exp: Experiment, common: list[str]) -> list[int]:
 
 def sasrec_pool_job(exp: Experiment, common: list[str], seed: int) -> PoolJob:
     """A SASRec seed in its own process; a failure is a warning (``run_sasrec_baseline`` tries it again)."""
-    run_dir = exp.directory / BASELINES / "sasrec" / f"seed-{seed}"
+    run_dir = sasrec_dir(exp) / f"seed-{seed}"
 
     def start(slot: int) -> None:
         print(f"baseline sasrec seed={seed}: started in {run_dir}", flush=True)
@@ -475,7 +480,7 @@ def run_sasrec_baseline(exp: Experiment, common: list[str]) -> None:
     from sidrec.config import build_sasrec_config
     from sidrec.errors import SidrecError
 
-    base = exp.directory / BASELINES / "sasrec"
+    base = sasrec_dir(exp)
     try:
         todo = sasrec_seeds_to_train(exp, common)
         if exp.parallel > 1 and len(todo) > 1:
