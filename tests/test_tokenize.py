@@ -235,3 +235,15 @@ def test_in_place_fit_equals_out_of_place_bit_for_bit(data, kind, normalize, mon
     old.dim = x.shape[1]
     out_of_place_fit(old, torch.from_numpy(x), torch.Generator().manual_seed(3))
     assert torch.equal(new.codebooks, old.codebooks) and torch.equal(new.gains, old.gains)
+
+
+def test_rqvae_without_whitening_quantises_the_raw_embeddings_and_round_trips(data, tmp_path):
+    tok = build_tokenizer(tiny_config("rqvae", whiten=False)).fit(data, seed=0, progress=False)
+    assert torch.equal(tok.whiten, torch.eye(data.shape[1])) and torch.equal(tok.unwhiten, tok.whiten)
+    assert not tok.mean.any()
+    codes = tok.encode(data)
+    for level in range(3):
+        assert len(np.unique(codes[:, level])) >= 0.9 * W, f"level {level}"
+    tok.save(tmp_path / "tok.pt")
+    loaded = load_tokenizer(tmp_path / "tok.pt")
+    assert loaded.cfg.whiten is False and np.array_equal(loaded.encode(data), codes)
