@@ -263,6 +263,16 @@ def test_every_study_has_valid_rows_with_paper_counterparts(name, tmp_path):
     assert len(with_paper) >= (3 if name in ("tokenizer", "encoder") else 2)
 
 
+def test_encoder_rows_from_local_folders_match_the_papers_flan_t5_rows(tmp_path):
+    """docs/experiments.md: checkpoints saved to folders are matched to the paper's rows by name."""
+    encoders = "/models/flan-t5-large,/models/Flan-T5-XL/,/models/flan-t5-xxl,all-MiniLM-L6-v2"
+    exp = parse_experiment_args(["encoder", "budget=tiny", f"root={tmp_path}", f"encoders={encoders}"])
+    assert [(r.name, r.paper_row) for r in exp.study.rows] == [
+        ("flan-t5-large", "Flan-T5-Large"), ("Flan-T5-XL", "Flan-T5-XL"), ("flan-t5-xxl", "Flan-T5-XXL"),
+        ("all-MiniLM-L6-v2", None)]
+    assert exp.config(exp.study.rows[1], 0).encoder.model == "/models/Flan-T5-XL/"
+
+
 def test_sid_shape_rows_scale_codebooks_only_for_the_tiny_budget(tmp_path):
     tiny = parse_experiment_args(["sid_shape", "budget=tiny", f"root={tmp_path}"])
     paper = parse_experiment_args(["sid_shape", "budget=paper", f"root={tmp_path}"])
