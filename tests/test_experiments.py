@@ -230,6 +230,21 @@ def test_parallel_trains_the_sasrec_seeds_in_subprocesses(shared_root, tmp_path,
     assert summary["seeds"] == [0, 1] and [r["seed"] for r in summary["runs"]] == [0, 1]
 
 
+def test_rows_trains_only_the_named_rows_and_the_report_keeps_every_row(shared_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("SIDREC_CACHE_DIR", str(shared_root["cache"]))
+    exp = parse_experiment_args(_args("augmentation", shared_root["data"], tmp_path / "runs", "rows=no_augmentation",
+                                      "sasrec=false", "train.max_steps=4", "train.val_every=2"))
+    result = run_experiment(exp)
+    assert result["trained"] == 1 and not exp.run_dir("sliding_window", 0).exists()
+    rows = _read_csv(exp.directory / "report.csv")
+    assert [(r["row"], r["seeds"]) for r in rows] == [("sliding_window", ""), ("no_augmentation", "0")]
+    with pytest.raises(ConfigError, match=r"rows=sliding_window,nope: 'nope' is not a row of augmentation "
+                                          r"\(rows: sliding_window, no_augmentation\)"):
+        parse_experiment_args(["augmentation", "rows=sliding_window,nope", f"root={tmp_path}"])
+    with pytest.raises(ConfigError, match="cold_start"):
+        parse_experiment_args(["cold_start", "rows=model", f"root={tmp_path}"])
+
+
 def test_a_half_finished_study_reports_what_finished(tmp_path):
     data = write_tiny_p5(tmp_path / "data")
     exp = parse_experiment_args(_args("augmentation", data, tmp_path / "runs", "seeds=2"))

@@ -54,6 +54,7 @@ class Experiment:
     parallel: int = 1  # runs at once (each in its own process)
     gpus: list[str] = dataclasses.field(default_factory=list)  # CUDA_VISIBLE_DEVICES per process, round-robin
     sasrec: bool = True  # train the SASRec baseline at the study's seeds (sasrec=false: popularity and lookup only)
+    rows: list[str] = dataclasses.field(default_factory=list)  # rows=a,b: train only these; the report has every row
 
     def run_dir(self, row: str, seed: int) -> Path:
         return self.directory / row / f"seed-{seed}"
@@ -93,7 +94,7 @@ def parse_experiment_args(args: list[str]) -> Experiment:
                           f"(studies: {', '.join(STUDIES + OWN_STUDIES)})")
     name, options, overrides = args[0], {}, []
     own = {"dataset", "seeds", "budget", "root", "encoders", "paper_dataset", "timing_users", "parallel", "gpus", "sasrec",
-           *COLD_START_OPTIONS}
+           "rows", *COLD_START_OPTIONS}
     for key, value in parse_overrides(args[1:]):
         if key in own:
             options[key] = value
@@ -129,8 +130,15 @@ def parse_experiment_args(args: list[str]) -> Experiment:
     experiment.gpus = gpus
     experiment.parallel = int(options.get("parallel", str(max(len(gpus), 1))))
     experiment.sasrec = coerce_override(options.get("sasrec", "true"), bool, "sasrec")
+    experiment.rows = [r.strip() for r in options.get("rows", "").split(",") if r.strip()]
+    unknown = [r for r in experiment.rows if r not in [row.name for row in study.rows]]
+    if unknown:
+        raise ConfigError(f"rows={options['rows']}: {unknown[0]!r} is not a row of {name} "
+                          f"(rows: {', '.join(row.name for row in study.rows)})")
     if experiment.parallel < 1:
         raise ConfigError(f"parallel={experiment.parallel}: expected >= 1")
+    if experiment.rows and study.kind == "cold_start":
+        raise ConfigError("rows=: the cold_start study's rows are ways of ranking the same runs; it trains them all")
     if experiment.parallel > 1 and study.kind == "cold_start":
         raise ConfigError("the cold_start study runs its seeds one after another: parallel= and gpus= are not "
                           "supported (train.accelerator= picks the device)")
@@ -532,9 +540,10 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
     exp.directory.mkdir(parents=True, exist_ok=True)
     write_json(exp.directory / EXPERIMENT, exp.describe())
     counts = {"trained": 0, "reused": 0, "skipped": 0, "failed": 0, "timed": 0}
-    total = len(exp.study.rows) * len(exp.seeds)
+    rows = [row for row in exp.study.rows if not exp.rows or row.name in exp.rows]
+    total = len(rows) * len(exp.seeds)
     jobs = []
-    for row in exp.study.rows:
+    for row in rows:
         for seed in exp.seeds:
             run_dir = exp.run_dir(row.name, seed)
             done = len(jobs) + counts["skipped"] + counts["reused"]
