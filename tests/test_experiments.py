@@ -216,6 +216,12 @@ def test_parallel_runs_in_subprocesses_share_the_first_runs_artifacts(shared_roo
     assert (sasrec / "run.log").exists() and (sasrec / "metrics.json").exists()
     assert out.index("baseline sasrec seed=0: started") < out.index("row=decoder_only seed=0: started")
     assert "| SASRec (`sidrec sasrec`) | 0 | " in (exp.directory / "report.md").read_text()
+    # once the dataset and embeddings are published, no run waits alone for them: all go to the pool
+    more = parse_experiment_args(_args("architecture", shared_root["data"], tmp_path / "runs", "parallel=2",
+                                       "seeds=0,1", "rows=encoder_decoder,decoder_only", "sasrec=false",
+                                       "train.max_steps=4", "train.val_every=2"))
+    assert run_experiment(more)["trained"] == 2
+    assert all((more.run_dir(r, 1) / "run.log").exists() for r in ("encoder_decoder", "decoder_only"))
 
 
 def test_parallel_trains_the_sasrec_seeds_in_subprocesses(shared_root, tmp_path, monkeypatch):

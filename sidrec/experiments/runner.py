@@ -201,6 +201,13 @@ def link_shared(shared: Path, cfg: RunConfig, run_dir: Path) -> list[str]:
     return [folder.split("-")[0] for folder, files in shared_stages(cfg) if _link_stage(shared / folder, run_dir, files)]
 
 
+def shared_inputs_published(shared: Path, cfg: RunConfig) -> bool:
+    """Whether the dataset and embedding stages of ``cfg`` are in ``shared`` (the SIDs depend on
+    the row and seed, so runs in parallel build their own)."""
+    return all(all((shared / folder / f).exists() for f in files)
+               for folder, files in shared_stages(cfg) if folder.split("-")[0] in ("data", "emb"))
+
+
 def publish_shared(shared: Path, cfg: RunConfig, run_dir: Path) -> None:
     for folder, files in shared_stages(cfg):
         _link_stage(run_dir, shared / folder, files)
@@ -528,9 +535,9 @@ def adopt_baseline_twin(twin: Path, cfg, run_dir: Path) -> None:
 def run_experiment(exp: Experiment, progress: bool = True) -> dict:
     """Run every unfinished (row, seed), then write the report. Returns counts and report paths.
 
-    With ``parallel > 1`` the first run goes alone (it computes the dataset and embeddings every
-    other run then shares), the rest run ``parallel`` at a time in their own processes, in one pool
-    with the SASRec seeds still to train."""
+    With ``parallel > 1`` the first run goes alone when it computes the dataset and embeddings every
+    other run then shares (not when a finished run published them), the rest run ``parallel`` at a
+    time in their own processes, in one pool with the SASRec seeds still to train."""
     if exp.study.kind == "cold_start":
         from sidrec.experiments.cold_start_study import run_cold_start_study
 
@@ -561,8 +568,9 @@ def run_experiment(exp: Experiment, progress: bool = True) -> dict:
                 _run_in_process(exp, cfg, run_dir, where, counts)  # only the timing, if the study needs it
             else:
                 jobs.append((row, seed, cfg, run_dir, where))
+    alone = 1 if jobs and not shared_inputs_published(exp.shared, jobs[0][2]) else 0
     for i, (row, seed, cfg, run_dir, where) in enumerate(jobs):
-        if exp.parallel > 1 and i > 0:
+        if exp.parallel > 1 and i >= alone:
             sasrec = []
             if exp.sasrec:
                 common = baseline_overrides(exp)
