@@ -131,10 +131,10 @@ def parse_experiment_args(args: list[str]) -> Experiment:
     experiment.parallel = int(options.get("parallel", str(max(len(gpus), 1))))
     experiment.sasrec = coerce_override(options.get("sasrec", "true"), bool, "sasrec")
     experiment.rows = [r.strip() for r in options.get("rows", "").split(",") if r.strip()]
-    unknown = [r for r in experiment.rows if r not in [row.name for row in study.rows]]
+    names = [row.name for row in study.rows]
+    unknown = [r for r in experiment.rows if r not in names]
     if unknown:
-        raise ConfigError(f"rows={options['rows']}: {unknown[0]!r} is not a row of {name} "
-                          f"(rows: {', '.join(row.name for row in study.rows)})")
+        raise ConfigError(f"rows={options['rows']}: {unknown[0]!r} is not a row of {name} (rows: {', '.join(names)})")
     if experiment.parallel < 1:
         raise ConfigError(f"parallel={experiment.parallel}: expected >= 1")
     if experiment.rows and study.kind == "cold_start":
@@ -186,9 +186,13 @@ def _link_run_files(twin: Path, run_dir: Path, own: tuple[str, ...]) -> None:
             _link(path, run_dir / path.name)
 
 
+def _has_files(directory: Path, files: tuple[str, ...]) -> bool:
+    return all((directory / f).exists() for f in files)
+
+
 def _link_stage(src: Path, dst: Path, files: tuple[str, ...]) -> bool:
     """Links a stage's files from ``src`` to ``dst`` when ``src`` has them all and ``dst`` does not."""
-    if not all((src / f).exists() for f in files) or all((dst / f).exists() for f in files):
+    if not _has_files(src, files) or _has_files(dst, files):
         return False
     dst.mkdir(parents=True, exist_ok=True)
     for f in files:
@@ -202,10 +206,10 @@ def link_shared(shared: Path, cfg: RunConfig, run_dir: Path) -> list[str]:
 
 
 def shared_inputs_published(shared: Path, cfg: RunConfig) -> bool:
-    """Whether the dataset and embedding stages of ``cfg`` are in ``shared`` (the SIDs depend on
-    the row and seed, so runs in parallel build their own)."""
-    return all(all((shared / folder / f).exists() for f in files)
-               for folder, files in shared_stages(cfg) if folder.split("-")[0] in ("data", "emb"))
+    """Whether the shared stages of ``cfg`` that do not depend on the seed (dataset, embeddings) are
+    in ``shared``; the seeded ones (SIDs) differ per run, so runs in parallel build their own."""
+    return all(_has_files(shared / folder, stage.files)
+               for stage, folder in stage_keys(cfg.to_dict()) if "seed" not in stage.keys)
 
 
 def publish_shared(shared: Path, cfg: RunConfig, run_dir: Path) -> None:
